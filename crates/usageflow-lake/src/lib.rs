@@ -1,0 +1,13 @@
+//! Object storage for Usageflow.
+//!
+//! Every durable byte Usageflow keeps (Parquet data files, commit manifests, workflow
+//! event logs, uploaded and generated usage files) lives in one object store, opened
+//! from a URL: a local directory by default, or any S3-compatible store. [`open_store`]
+//! turns a [`StoreConfig`] into an `Arc<dyn ObjectStore>` rooted at the configured prefix,
+//! so that the rest of the system only ever sees relative object paths.
+
+mod error;
+mod store;
+
+pub use error::{Error, Result};
+pub use store::{S3Options, StoreConfig, StoreKind, open_store};

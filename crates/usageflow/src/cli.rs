@@ -1,0 +1,149 @@
+//! Command-line interface.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::config::{self, Config, LogFormat};
+
+/// Usageflow carries usage (metering) data from the vendors who produce it to the
+/// distributors who bill it: Kafka events in, exact per-period usage records in a
+/// Parquet lake, Connect-format usage files, billing exports and SQL out.
+#[derive(Debug, Parser)]
+#[command(name = "usageflow", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file(s), applied in order over the compiled-in defaults
+    /// (see config/usageflow.toml for every key). Environment variables
+    /// USAGEFLOW__SECTION__KEY and --set come after the files.
+    #[arg(long, short = 'c', global = true, env = "USAGEFLOW_CONFIG", value_delimiter = ',', value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+
+    /// Override one configuration key, e.g. --set kafka.topic=events (repeatable; applied last).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show or check the effective configuration (defaults, files, environment, flags).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Check that the configured Kafka cluster and object store answer: fetches the
+    /// cluster's metadata and writes, reads and deletes a probe object.
+    Doctor {
+        /// How long to wait for each service.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
+}
+
+/// `usageflow config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration as TOML (secrets shown as ***).
+    Show,
+    /// Load the configuration and report the first problem, if any; exit 0 when valid.
+    Check,
+}
+
+/// Runs the parsed command line; prints errors with their causes.
+pub fn run(cli: Cli) -> ExitCode {
+    let config = match config::load(&cli.config, std::env::vars(), &cli.overrides) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    match dispatch(cli.command, config) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Config { action: ConfigAction::Show } => {
+            print!("{}", config::to_redacted_toml(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { action: ConfigAction::Check } => {
+            println!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { timeout_secs } => doctor(&config, Duration::from_secs(timeout_secs)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn doctor(config: &Config, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let mut healthy = true;
+    match usageflow_ingest::probe_cluster(&config.kafka, timeout) {
+        Ok(info) => {
+            println!("kafka   ok   {} broker(s): {}", info.brokers.len(), info.brokers.join(", "));
+            let topic = info.topics.iter().find(|(name, _)| *name == config.kafka.topic);
+            match topic {
+                Some((name, partitions)) => println!("kafka   ok   topic {name}: {partitions} partition(s)"),
+                None => println!("kafka   note topic {} does not exist yet", config.kafka.topic),
+            }
+        }
+        Err(err) => {
+            healthy = false;
+            println!("kafka   FAIL {err}");
+        }
+    }
+    let store_check = runtime()?.block_on(async {
+        let store = usageflow_lake::open_store(&config.store)?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let probe = ObjectPath::from(format!("_doctor/probe-{}-{nanos}", std::process::id()));
+        let body = format!("usageflow doctor {nanos}");
+        tokio::time::timeout(timeout, async {
+            store.put(&probe, PutPayload::from(body.clone())).await.context("write")?;
+            let read = store.get(&probe).await.context("read")?.bytes().await.context("read")?;
+            anyhow::ensure!(read == body.as_bytes(), "read back different bytes than were written");
+            store.delete(&probe).await.context("delete")?;
+            Ok(())
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {} s", timeout.as_secs()))?
+    });
+    match store_check {
+        Ok(()) => println!("store   ok   {} (write, read, delete)", config.store.url),
+        Err(err) => {
+            healthy = false;
+            println!("store   FAIL {}: {err:#}", config.store.url);
+        }
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

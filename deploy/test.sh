@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against the real local stack:
+# starts the Kafka broker and the S3-compatible server (installing them on first use),
+# runs `cargo test --workspace` (extra arguments are passed on), and stops the services
+# it started, whatever happened.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/.."
+
+started=0
+if ! "$here/stack.sh" status >/dev/null 2>&1; then
+  started=1
+fi
+cleanup() {
+  if [ "$started" -eq 1 ]; then
+    "$here/stack.sh" down || true
+  fi
+}
+trap cleanup EXIT
+
+"$here/stack.sh" up
+eval "$("$here/stack.sh" env)"
+export USAGEFLOW_TEST_KAFKA_BOOTSTRAP USAGEFLOW_TEST_S3_ENDPOINT
+cargo test --workspace "$@"
