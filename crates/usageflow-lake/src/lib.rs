@@ -7,6 +7,7 @@
 //! so that the rest of the system only ever sees relative object paths.
 
 mod error;
+pub mod paths;
 mod store;
 
 pub use error::{Error, Result};

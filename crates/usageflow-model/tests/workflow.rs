@@ -202,10 +202,18 @@ fn payloads_are_validated() {
     assert!(Log::new().step(Vendor, FileChange::Create(Box::new(bad))).unwrap_err().to_string().contains("ISO 4217"));
     let mut bad = new_file();
     bad.name = "x".repeat(101);
-    assert!(Log::new().step(Vendor, FileChange::Create(Box::new(bad))).unwrap_err().to_string().contains("at most 100"));
+    assert!(
+        Log::new().step(Vendor, FileChange::Create(Box::new(bad))).unwrap_err().to_string().contains("at most 100")
+    );
     let mut bad = new_file();
     bad.id = "UF-1".into();
-    assert!(Log::new().step(Vendor, FileChange::Create(Box::new(bad))).unwrap_err().to_string().contains("UF-YYYY-MM-NNNN-NNNN"));
+    assert!(
+        Log::new()
+            .step(Vendor, FileChange::Create(Box::new(bad)))
+            .unwrap_err()
+            .to_string()
+            .contains("UF-YYYY-MM-NNNN-NNNN")
+    );
 
     let mut log = Log::new();
     log.step(Vendor, FileChange::Create(Box::new(new_file()))).unwrap();
