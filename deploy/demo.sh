@@ -25,3 +25,6 @@ export USAGEFLOW__STORE__URL="$demo_dir/lake"
 
 echo "== checking the broker and the object store"
 "$bin" --config config/usageflow.toml doctor
+
+echo "== the sample catalogue"
+"$bin" --config config/usageflow.toml catalog check

@@ -40,12 +40,33 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Inspect the product catalogue (catalog.dir): products, items, contracts, assets.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
     /// Check that the configured Kafka cluster and object store answer: fetches the
     /// cluster's metadata and writes, reads and deletes a probe object.
     Doctor {
         /// How long to wait for each service.
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
+    },
+}
+
+/// `usageflow catalog ...`
+#[derive(Debug, Subcommand)]
+pub enum CatalogAction {
+    /// Load the catalogue, check every reference, and print what it holds.
+    Check,
+    /// Check whether a usage file may be created for a product under a distribution contract.
+    Prerequisites {
+        /// Product id (PRD-…).
+        #[arg(long)]
+        product: String,
+        /// Distribution contract id (CRD-…).
+        #[arg(long)]
+        contract: String,
     },
 }
 
@@ -100,6 +121,7 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { timeout_secs } => doctor(&config, Duration::from_secs(timeout_secs)),
+        Command::Catalog { action } => catalog(&config, action),
     }
 }
 
@@ -146,4 +168,54 @@ fn doctor(config: &Config, timeout: Duration) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn catalog(config: &Config, action: CatalogAction) -> anyhow::Result<ExitCode> {
+    let catalogue = usageflow_catalog::load_dir(&config.catalog.dir)?;
+    match action {
+        CatalogAction::Check => {
+            let data = catalogue.data();
+            println!(
+                "catalogue {} is valid: {} accounts, {} marketplaces, {} hubs, {} products, {} contracts, {} listings, {} assets",
+                config.catalog.dir.display(),
+                data.accounts.len(),
+                data.marketplaces.len(),
+                data.hubs.len(),
+                data.products.len(),
+                data.contracts.len(),
+                data.listings.len(),
+                data.assets.len()
+            );
+            for product in &data.products {
+                let caps = &product.capabilities;
+                let schema = caps.ppu.as_ref().map_or("-".to_owned(), |p| p.schema.to_string());
+                println!(
+                    "  {} {:<28} schema {:<2} items {:>2} assets {:>5}{}{}",
+                    product.id,
+                    product.name,
+                    schema,
+                    product.items.len(),
+                    data.assets.iter().filter(|a| a.product == product.id).count(),
+                    if caps.dynamic_items() { " dynamic" } else { "" },
+                    if caps.reservation_consumption() { " reservation-consumption" } else { "" },
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogAction::Prerequisites { product, contract } => {
+            match catalogue.check_file_prerequisites(&product, &contract) {
+                Ok(scope) => {
+                    println!(
+                        "ok: {} may report usage under {} (listing {}, provider {})",
+                        scope.product.id, scope.contract.id, scope.listing.id, scope.contract.provider
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    println!("not ready: {err}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
+use usageflow_catalog::CatalogConfig;
 use usageflow_ingest::KafkaConfig;
 use usageflow_lake::StoreConfig;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Object store that holds the lake, the workflow state and the usage files.
     pub store: StoreConfig,
+    /// The product catalogue.
+    pub catalog: CatalogConfig,
     /// Logging.
     pub log: LogConfig,
 }

@@ -65,3 +65,28 @@ fn doctor_reports_an_unreachable_store_and_fails() {
     assert!(report.contains("kafka   FAIL"), "{report}");
     assert!(report.contains("store   FAIL") && report.contains("unsupported scheme `gs`"), "{report}");
 }
+
+#[test]
+fn catalog_check_and_prerequisites() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let dir = format!("catalog.dir={root}/config/catalog");
+    let out = usageflow(&["--set", &dir, "catalog", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("is valid") && text.contains("3300 assets"), "{text}");
+    let out = usageflow(
+        &[
+            "--set",
+            &dir,
+            "catalog",
+            "prerequisites",
+            "--product",
+            "PRD-200-200-002",
+            "--contract",
+            "CRD-20001-10003-00001",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("is terminated, not active"), "{}", stdout(&out));
+}
