@@ -52,3 +52,67 @@ pub fn s3_store_config(prefix: &str) -> usageflow_lake::StoreConfig {
         },
     }
 }
+
+/// A Kafka config for a fresh topic, dead-letter topic and group on the test broker.
+pub fn kafka_config(prefix: &str) -> usageflow_ingest::KafkaConfig {
+    let name = unique(prefix);
+    usageflow_ingest::KafkaConfig {
+        bootstrap_servers: kafka_bootstrap(),
+        topic: name.clone(),
+        dead_letter_topic: format!("{name}-dlq"),
+        group_id: format!("{name}-group"),
+        session_timeout_ms: 6_000,
+        ..usageflow_ingest::KafkaConfig::default()
+    }
+}
+
+/// The sample catalogue, indexed for ingestion.
+pub fn sample_index() -> std::sync::Arc<usageflow_ingest::Index> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog");
+    let catalogue = usageflow_catalog::load_dir(&dir).unwrap();
+    std::sync::Arc::new(usageflow_ingest::Index::new(catalogue.data()))
+}
+
+/// Every committed message of a topic (read_committed), as (partition, offset, headers).
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, std::collections::BTreeMap<String, String>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    if partitions == 0 {
+        return Vec::new();
+    }
+    consumer.subscribe(&[topic]).unwrap();
+    let mut eof = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while eof.len() < partitions && std::time::Instant::now() < deadline {
+        match consumer.poll(std::time::Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let mut headers = std::collections::BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for i in 0..h.count() {
+                        let h = h.get(i);
+                        headers.insert(h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned());
+                    }
+                }
+                out.push((m.partition(), m.offset(), headers));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(eof.len(), partitions, "timed out reading {topic}");
+    out
+}

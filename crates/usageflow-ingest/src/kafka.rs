@@ -19,6 +19,11 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Consumer group of the ingesters; instances in one group share the partitions.
     pub group_id: String,
+    /// Consumer session timeout: how long the group waits for a silent member.
+    pub session_timeout_ms: u64,
+    /// Static group membership: a stable id per instance lets a restarted ingester take its
+    /// partitions back at once instead of waiting for the session to expire. Empty = dynamic.
+    pub group_instance_id: String,
     /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
     pub properties: BTreeMap<String, String>,
 }
@@ -30,6 +35,8 @@ impl Default for KafkaConfig {
             topic: "usage-events".to_owned(),
             dead_letter_topic: "usage-events-dlq".to_owned(),
             group_id: "usageflow-ingest".to_owned(),
+            session_timeout_ms: 10_000,
+            group_instance_id: String::new(),
             properties: BTreeMap::new(),
         }
     }
@@ -38,7 +45,11 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     /// Base librdkafka client configuration: brokers plus the extra properties.
     pub fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
+        self.with_properties(ClientConfig::new())
+    }
+
+    /// Sets the brokers, then applies the extra properties over `config` (so they win).
+    pub fn with_properties(&self, mut config: ClientConfig) -> ClientConfig {
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (key, value) in &self.properties {
             config.set(key, value);

@@ -1,11 +1,25 @@
 //! Kafka ingestion for Usageflow.
 //!
-//! Producers stream metering events into a Kafka topic; this crate holds the Kafka client
-//! settings shared by the ingester, the load generator and the tools, and the connection
-//! probe used by `usageflow doctor`.
+//! Producers stream metering events into a Kafka topic. The ingester ([`Ingester`]) decodes
+//! them (JSON or CloudEvents, [`decode`]), validates them against the catalogue
+//! ([`validate`]), sends every rejected event with its reason to a dead-letter topic,
+//! drops duplicates by event id, aggregates the rest into per-period usage records with
+//! exact decimals ([`fixed`]), and commits Parquet files to the lake exactly once
+//! ([`pipeline`] explains the protocol). [`loadgen`] produces realistic event streams.
 
+mod config;
+pub mod decode;
 mod error;
+pub mod fixed;
 mod kafka;
+pub mod loadgen;
+pub mod pipeline;
+pub mod reject;
+pub mod validate;
 
+pub use config::IngestConfig;
 pub use error::{Error, Result};
 pub use kafka::{BrokerInfo, KafkaConfig, probe_cluster};
+pub use pipeline::{Counters, Ingester, PipelineError};
+pub use reject::{Code, Rejection};
+pub use validate::{Index, ValidationConfig, Validator};

@@ -5,10 +5,16 @@
 //! from a URL: a local directory by default, or any S3-compatible store. [`open_store`]
 //! turns a [`StoreConfig`] into an `Arc<dyn ObjectStore>` rooted at the configured prefix,
 //! so that the rest of the system only ever sees relative object paths.
+//!
+//! The lake itself is Parquet files (`tables`) made visible by atomic commits (`manifest`),
+//! under the Hive-style layout in `paths`.
 
 mod error;
+pub mod manifest;
 pub mod paths;
 mod store;
+pub mod tables;
 
 pub use error::{Error, Result};
+pub use manifest::{Commit, CommitError, CommitRequest, DataFile, LakeState, Manifests, Table};
 pub use store::{S3Options, StoreConfig, StoreKind, open_store};

@@ -3,7 +3,12 @@
 //! ```text
 //! workflow/files/{UF-id}/events/{seq:010}.json   usage-file event log (create-if-absent)
 //! workflow/files/{UF-id}/state.json              latest folded state (a cache of the log)
+//! lake/_manifests/{version:020}.json             lake commits (create-if-absent)
+//! lake/records/product={id}/month={YYYY-MM}/part-{partition}-{from}-{to}-{nonce}.parquet
+//! lake/events/date={YYYY-MM-DD}/part-{partition}-{from}-{to}-{nonce}.parquet
 //! ```
+//! `records` and `events` use Hive-style `key=value` directories, so DuckDB, Spark and Trino
+//! read them as partitioned tables (`read_parquet('lake/records/**/*.parquet', hive_partitioning = true)`).
 
 use object_store::path::Path;
 
@@ -27,6 +32,43 @@ pub fn file_state(file_id: &str) -> Path {
     file_prefix(file_id).join("state.json")
 }
 
+/// Prefix of the lake's commit objects.
+pub fn manifests_prefix() -> Path {
+    Path::from("lake/_manifests")
+}
+
+/// Commit number `version`.
+pub fn manifest(version: u64) -> Path {
+    manifests_prefix().join(format!("{version:020}.json"))
+}
+
+/// Prefix of the usage-record table.
+pub fn records_prefix() -> Path {
+    Path::from("lake/records")
+}
+
+/// Prefix of the raw-event table.
+pub fn events_prefix() -> Path {
+    Path::from("lake/events")
+}
+
+fn part_name(partition: i32, from: i64, to: i64, nonce: &str) -> String {
+    format!("part-{partition:05}-{from:020}-{to:020}-{nonce}.parquet")
+}
+
+/// A records data file for `product` and `month` (`YYYY-MM`) holding offsets `from..to` of a partition.
+pub fn records_file(product: &str, month: &str, partition: i32, from: i64, to: i64, nonce: &str) -> Path {
+    records_prefix()
+        .join(format!("product={product}"))
+        .join(format!("month={month}"))
+        .join(part_name(partition, from, to, nonce))
+}
+
+/// A raw-event data file for `date` (`YYYY-MM-DD`) holding offsets `from..to` of a partition.
+pub fn events_file(date: &str, partition: i32, from: i64, to: i64, nonce: &str) -> Path {
+    events_prefix().join(format!("date={date}")).join(part_name(partition, from, to, nonce))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +81,10 @@ mod tests {
         );
         assert!(file_event("UF-1", 9).as_ref() < file_event("UF-1", 10).as_ref());
         assert_eq!(file_state("UF-1").as_ref(), "workflow/files/UF-1/state.json");
+        assert!(manifest(2).as_ref() < manifest(10).as_ref());
+        assert_eq!(
+            records_file("PRD-1", "2026-11", 3, 10, 20, "ab12").as_ref(),
+            "lake/records/product=PRD-1/month=2026-11/part-00003-00000000000000000010-00000000000000000020-ab12.parquet"
+        );
     }
 }

@@ -45,6 +45,46 @@ pub enum Command {
         #[command(subcommand)]
         action: CatalogAction,
     },
+    /// Consume metering events from Kafka into the lake, exactly once, until SIGINT/SIGTERM.
+    /// Rejected events go to the dead-letter topic with their reason; duplicates are dropped.
+    Ingest {
+        /// Stop once the consumer has caught up and seen no message for this many seconds
+        /// (for batch runs and tests); 0 = run until stopped.
+        #[arg(long, default_value_t = 0)]
+        idle_exit_secs: u64,
+    },
+    /// Produce a realistic stream of metering events to the Kafka topic (load generator).
+    Loadgen {
+        /// Messages to produce.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Target messages per second; 0 = as fast as possible.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Random seed; the same seed gives the same stream.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of duplicate messages, per mille.
+        #[arg(long, default_value_t = 10)]
+        duplicates_per_mille: u32,
+        /// Share of invalid messages, per mille.
+        #[arg(long, default_value_t = 5)]
+        invalid_per_mille: u32,
+        /// Share of five-day-old (late) messages, per mille.
+        #[arg(long, default_value_t = 5)]
+        late_per_mille: u32,
+        /// Partitions to create the topic with, if it does not exist.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Write the expected per-record totals (ground truth) as JSON lines to this file.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Inspect the lake: committed version, Kafka positions, files, per-record totals.
+    Lake {
+        #[command(subcommand)]
+        action: LakeAction,
+    },
     /// Check that the configured Kafka cluster and object store answer: fetches the
     /// cluster's metadata and writes, reads and deletes a probe object.
     Doctor {
@@ -68,6 +108,15 @@ pub enum CatalogAction {
         #[arg(long)]
         contract: String,
     },
+}
+
+/// `usageflow lake ...`
+#[derive(Debug, Subcommand)]
+pub enum LakeAction {
+    /// The latest commit: version, Kafka positions, live files and rows per table.
+    Status,
+    /// Per-record totals (sum of all committed deltas) as JSON lines.
+    Totals,
 }
 
 /// `usageflow config ...`
@@ -122,6 +171,29 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { timeout_secs } => doctor(&config, Duration::from_secs(timeout_secs)),
         Command::Catalog { action } => catalog(&config, action),
+        Command::Ingest { idle_exit_secs } => crate::run::ingest(&config, idle_exit_secs),
+        Command::Loadgen {
+            events,
+            rate,
+            seed,
+            duplicates_per_mille,
+            invalid_per_mille,
+            late_per_mille,
+            partitions,
+            truth,
+        } => {
+            let spec = usageflow_ingest::loadgen::LoadgenConfig {
+                events,
+                rate,
+                seed,
+                duplicates_per_mille,
+                invalid_per_mille,
+                late_per_mille,
+                ..Default::default()
+            };
+            crate::run::loadgen(&config, &spec, partitions, truth.as_deref())
+        }
+        Command::Lake { action } => crate::run::lake(&config, action),
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 use usageflow_catalog::CatalogConfig;
-use usageflow_ingest::KafkaConfig;
+use usageflow_ingest::{IngestConfig, KafkaConfig};
 use usageflow_lake::StoreConfig;
 
 /// Prefix of environment variables that set configuration keys.
@@ -30,6 +30,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The product catalogue.
     pub catalog: CatalogConfig,
+    /// The Kafka ingester.
+    pub ingest: IngestConfig,
     /// Logging.
     pub log: LogConfig,
 }

@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod run;
 
 pub use config::{Config, ConfigError, LogConfig, LogFormat};

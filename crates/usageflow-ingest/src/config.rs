@@ -1,0 +1,60 @@
+use serde::{Deserialize, Serialize};
+
+use crate::validate::ValidationConfig;
+
+/// Settings of the ingester.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A batch is flushed to the lake when it holds this many events...
+    pub max_batch_events: usize,
+    /// ...or this many bytes of message payload...
+    pub max_batch_bytes: usize,
+    /// ...or when it is this old.
+    pub flush_interval_ms: u64,
+    /// Name of this instance in lake commits and its Kafka transactional id; empty = host and pid.
+    pub instance_id: String,
+    /// Event ids are remembered for de-duplication while the event's start is at most this
+    /// many days old; it must exceed `validation.late_max_days`, since older events are
+    /// rejected as late anyway.
+    pub dedupe_window_days: u32,
+    /// `host:port` for the Prometheus metrics endpoint; empty to disable.
+    pub metrics_listen: String,
+    /// Seconds between progress lines in the log.
+    pub progress_interval_secs: u64,
+    /// How long a Kafka transaction (dead-letter events and offsets) may take.
+    pub transaction_timeout_ms: u64,
+    /// Wait before restarting after a failure (broker down, lost ownership of a partition).
+    pub restart_backoff_ms: u64,
+    /// Which events are accepted.
+    pub validation: ValidationConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 500_000,
+            max_batch_bytes: 128 * 1024 * 1024,
+            flush_interval_ms: 5_000,
+            instance_id: String::new(),
+            dedupe_window_days: 95,
+            metrics_listen: "127.0.0.1:9464".to_owned(),
+            progress_interval_secs: 10,
+            transaction_timeout_ms: 60_000,
+            restart_backoff_ms: 2_000,
+            validation: ValidationConfig::default(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The instance id, defaulting to `host-pid`.
+    pub fn instance(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        let host = if host.is_empty() { "localhost".to_owned() } else { host };
+        format!("{host}-{}", std::process::id())
+    }
+}

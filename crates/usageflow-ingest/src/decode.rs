@@ -1,0 +1,318 @@
+//! Decoding metering events: plain JSON, or CloudEvents 1.0 (structured JSON, or binary mode
+//! with `ce_*` Kafka headers). Decoding borrows from the message bytes; nothing is copied
+//! unless a string has JSON escapes.
+//!
+//! The event format is documented in `docs/events.md`.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use usageflow_model::ItemCriteria;
+
+use crate::reject::{Code, Rejection};
+
+/// How an event names its asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetRef<'a> {
+    /// `asset.id` / `asset_id`.
+    Id(Cow<'a, str>),
+    /// `asset.parameter` + `asset.value`: the asset whose fulfilment parameter has this value.
+    Parameter(Cow<'a, str>, Cow<'a, str>),
+}
+
+/// How an event names its item, with the descriptive fields of a dynamic item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRef<'a> {
+    /// Which identifier `value` is.
+    pub criteria: ItemCriteria,
+    /// MPN, local id or global id.
+    pub value: Cow<'a, str>,
+    /// Dynamic items: display name.
+    pub name: Option<Cow<'a, str>>,
+    /// Dynamic items: unit.
+    pub unit: Option<Cow<'a, str>>,
+    /// Dynamic items: precision.
+    pub precision: Option<Cow<'a, str>>,
+}
+
+/// A decoded event, before validation against the catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent<'a> {
+    /// Event id.
+    pub id: Cow<'a, str>,
+    /// Product id.
+    pub product: Cow<'a, str>,
+    /// Asset.
+    pub asset: AssetRef<'a>,
+    /// Item.
+    pub item: ItemRef<'a>,
+    /// Quantity (number text).
+    pub quantity: &'a str,
+    /// Amount (number text).
+    pub amount: Option<&'a str>,
+    /// Tier.
+    pub tier: Option<i64>,
+    /// Start (RFC 3339 string or epoch milliseconds).
+    pub start: &'a str,
+    /// End; equal to start when the event is a point in time.
+    pub end: &'a str,
+    /// Category id.
+    pub category: Option<Cow<'a, str>>,
+    /// Attributes object, as JSON text.
+    pub attributes: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct WireAsset<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parameter: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    value: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireItem<'a> {
+    #[serde(borrow, default)]
+    mpn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    local_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, alias = "id")]
+    global_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    unit: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    precision: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, alias = "product_id")]
+    product: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    asset: Option<WireAsset<'a>>,
+    #[serde(borrow, default)]
+    asset_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item: Option<WireItem<'a>>,
+    #[serde(borrow, default)]
+    item_mpn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item_local_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item_global_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    quantity: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    amount: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tier: Option<&'a RawValue>,
+    #[serde(borrow, default, alias = "timestamp")]
+    time: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    start_time: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    end_time: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    category: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    attributes: Option<&'a RawValue>,
+    // CloudEvents structured mode.
+    #[serde(borrow, default)]
+    specversion: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// CloudEvents binary-mode attributes from Kafka headers (`ce_id`, `ce_time`, ...).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CeHeaders<'a> {
+    /// `ce_specversion`.
+    pub specversion: Option<&'a str>,
+    /// `ce_id`.
+    pub id: Option<&'a str>,
+    /// `ce_time`.
+    pub time: Option<&'a str>,
+}
+
+fn missing(field: &str) -> Rejection {
+    Rejection::new(Code::MissingField, format!("required field `{field}` is missing"))
+}
+
+fn null_to_none(value: Option<&RawValue>) -> Option<&RawValue> {
+    value.filter(|v| v.get() != "null")
+}
+
+/// Decodes one message payload.
+pub fn decode<'a>(payload: &'a [u8], ce: &CeHeaders<'a>) -> Result<RawEvent<'a>, Rejection> {
+    let wire: Wire<'a> = serde_json::from_slice(payload).map_err(|e| {
+        let code = if e.is_data() { Code::InvalidField } else { Code::MalformedJson };
+        Rejection::new(code, format!("not a metering event: {e}"))
+    })?;
+    let mut ce_id: Option<Cow<'a, str>> = ce.id.map(Cow::Borrowed);
+    let mut ce_time: Option<&'a str> = ce.time;
+    if ce.specversion.is_some_and(|v| v != "1.0") {
+        return Err(Rejection::new(Code::InvalidField, "only CloudEvents specversion 1.0 is supported"));
+    }
+    let wire = if let Some(version) = &wire.specversion {
+        if version != "1.0" {
+            return Err(Rejection::new(Code::InvalidField, format!("CloudEvents specversion `{version}` is not 1.0")));
+        }
+        ce_id = wire.id.clone();
+        ce_time = wire.time.map(RawValue::get);
+        let data = wire.data.ok_or_else(|| missing("data"))?;
+        serde_json::from_str::<Wire<'a>>(data.get()).map_err(|e| {
+            Rejection::new(Code::InvalidField, format!("CloudEvents `data` is not a metering event: {e}"))
+        })?
+    } else {
+        wire
+    };
+    let id = wire.id.or(ce_id).filter(|s| !s.is_empty()).ok_or_else(|| missing("id"))?;
+    if id.len() > 256 {
+        return Err(Rejection::new(Code::InvalidField, "`id` is longer than 256 characters"));
+    }
+    let product = wire.product.filter(|s| !s.is_empty()).ok_or_else(|| missing("product"))?;
+    let asset = match (wire.asset, wire.asset_id) {
+        (Some(WireAsset { id: Some(id), .. }), _) | (None, Some(id)) => AssetRef::Id(id),
+        (Some(WireAsset { parameter: Some(p), value: Some(v), .. }), _) => AssetRef::Parameter(p, v),
+        (Some(_), _) => {
+            return Err(Rejection::new(Code::InvalidField, "`asset` needs `id`, or `parameter` and `value`"));
+        }
+        (None, None) => return Err(missing("asset")),
+    };
+    let item = match wire.item {
+        Some(item) => {
+            let (criteria, value) = match (item.mpn, item.local_id, item.global_id) {
+                (Some(v), _, _) => (ItemCriteria::Mpn, v),
+                (None, Some(v), _) => (ItemCriteria::LocalId, v),
+                (None, None, Some(v)) => (ItemCriteria::GlobalId, v),
+                (None, None, None) => {
+                    return Err(Rejection::new(Code::InvalidField, "`item` needs `mpn`, `local_id` or `global_id`"));
+                }
+            };
+            ItemRef { criteria, value, name: item.name, unit: item.unit, precision: item.precision }
+        }
+        None => {
+            let (criteria, value) = match (wire.item_mpn, wire.item_local_id, wire.item_global_id) {
+                (Some(v), _, _) => (ItemCriteria::Mpn, v),
+                (None, Some(v), _) => (ItemCriteria::LocalId, v),
+                (None, None, Some(v)) => (ItemCriteria::GlobalId, v),
+                (None, None, None) => return Err(missing("item")),
+            };
+            ItemRef { criteria, value, name: None, unit: None, precision: None }
+        }
+    };
+    let quantity = null_to_none(wire.quantity).ok_or_else(|| missing("quantity"))?.get();
+    let amount = null_to_none(wire.amount).map(RawValue::get);
+    let tier = match null_to_none(wire.tier) {
+        None => None,
+        Some(raw) => Some(
+            raw.get()
+                .trim_matches('"')
+                .parse::<i64>()
+                .map_err(|_| Rejection::new(Code::InvalidField, format!("`tier` {} is not an integer", raw.get())))?,
+        ),
+    };
+    let time = null_to_none(wire.time).map(RawValue::get).or(ce_time);
+    let start = null_to_none(wire.start_time).map(RawValue::get).or(time).ok_or_else(|| missing("time"))?;
+    let end = null_to_none(wire.end_time).map(RawValue::get).unwrap_or(start);
+    let attributes = null_to_none(wire.attributes).map(RawValue::get);
+    if let Some(a) = attributes
+        && !a.starts_with('{')
+    {
+        return Err(Rejection::new(Code::InvalidField, "`attributes` must be an object"));
+    }
+    Ok(RawEvent {
+        id,
+        product,
+        asset,
+        item,
+        quantity,
+        amount,
+        tier,
+        start,
+        end,
+        category: wire.category.filter(|c| !c.is_empty()),
+        attributes,
+    })
+}
+
+/// Parses an RFC 3339 timestamp (JSON string) or epoch milliseconds (JSON number) to
+/// microseconds since the epoch.
+pub fn parse_time(text: &str) -> Option<i64> {
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        let parsed = chrono::DateTime::parse_from_rfc3339(inner).ok()?;
+        return Some(parsed.timestamp_micros());
+    }
+    let millis: i64 = text.parse().ok()?;
+    millis.checked_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(json: &str) -> RawEvent<'_> {
+        decode(json.as_bytes(), &CeHeaders::default()).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    fn err(json: &str) -> Rejection {
+        decode(json.as_bytes(), &CeHeaders::default()).unwrap_err()
+    }
+
+    #[test]
+    fn plain_json_in_both_shapes() {
+        let e = ok(
+            r#"{"id":"e1","product":"PRD-1","asset":{"id":"AS-1"},"item":{"mpn":"M"},"quantity":1.5,"time":"2026-11-25T10:00:00Z","category":"c","attributes":{"k":"v"}}"#,
+        );
+        assert_eq!(e.id, "e1");
+        assert_eq!(e.asset, AssetRef::Id("AS-1".into()));
+        assert_eq!((e.item.criteria, e.item.value.as_ref()), (ItemCriteria::Mpn, "M"));
+        assert_eq!((e.quantity, e.start, e.end), ("1.5", "\"2026-11-25T10:00:00Z\"", "\"2026-11-25T10:00:00Z\""));
+        assert_eq!(e.attributes, Some(r#"{"k":"v"}"#));
+        let e = ok(
+            r#"{"id":"e2","product_id":"PRD-1","asset":{"parameter":"iccid","value":"89"},"item_local_id":"l","quantity":"2","amount":"0.5","tier":1,"start_time":1764064800000,"end_time":1764068400000}"#,
+        );
+        assert_eq!(e.asset, AssetRef::Parameter("iccid".into(), "89".into()));
+        assert_eq!(e.item.criteria, ItemCriteria::LocalId);
+        assert_eq!((e.amount, e.tier), (Some("\"0.5\""), Some(1)));
+        assert_eq!(parse_time(e.start), Some(1_764_064_800_000_000));
+        assert_eq!(parse_time("\"2026-11-25T10:00:00+01:00\""), Some(1_764_061_200_000_000));
+    }
+
+    #[test]
+    fn cloudevents_structured_and_binary() {
+        let e = ok(
+            r#"{"specversion":"1.0","id":"ce-1","source":"/gw/7","type":"com.usageflow.metering.v1","time":"2026-11-25T10:00:00Z","datacontenttype":"application/json","data":{"product":"PRD-1","asset_id":"AS-1","item_mpn":"M","quantity":3}}"#,
+        );
+        assert_eq!((e.id.as_ref(), e.start), ("ce-1", "\"2026-11-25T10:00:00Z\""));
+        let headers = CeHeaders { specversion: Some("1.0"), id: Some("ce-2"), time: Some("\"2026-11-25T11:00:00Z\"") };
+        let payload = br#"{"product":"PRD-1","asset_id":"AS-1","item_mpn":"M","quantity":3}"#;
+        let e = decode(payload, &headers).unwrap();
+        assert_eq!((e.id.as_ref(), e.start), ("ce-2", "\"2026-11-25T11:00:00Z\""));
+        let err = decode(payload, &CeHeaders { specversion: Some("0.3"), ..headers }).unwrap_err();
+        assert_eq!(err.code, Code::InvalidField);
+    }
+
+    #[test]
+    fn bad_events_say_what_is_wrong() {
+        assert_eq!(err("{not json").code, Code::MalformedJson);
+        let e = err(r#"{"product":"P","asset_id":"A","item_mpn":"M","quantity":1,"time":"2026-11-25T10:00:00Z"}"#);
+        assert_eq!((e.code, e.reason.as_str()), (Code::MissingField, "required field `id` is missing"));
+        let e = err(r#"{"id":"x","product":"P","asset_id":"A","item_mpn":"M","time":"2026-11-25T10:00:00Z"}"#);
+        assert_eq!(e.reason, "required field `quantity` is missing");
+        let e = err(r#"{"id":"x","product":"P","asset":{"value":"1"},"item_mpn":"M","quantity":1,"time":"t"}"#);
+        assert!(e.reason.contains("`asset` needs"), "{}", e.reason);
+        let e = err(r#"{"id":"x","product":"P","asset_id":"A","item_mpn":"M","quantity":1,"tier":"one","time":"t"}"#);
+        assert!(e.reason.contains("`tier` \"one\" is not an integer"), "{}", e.reason);
+        let e = err(r#"{"id":5,"product":"P"}"#);
+        assert_eq!(e.code, Code::InvalidField);
+        assert_eq!(err("[1,2]").code, Code::InvalidField);
+    }
+}

@@ -1,0 +1,893 @@
+//! The ingester: Kafka → validate → de-duplicate → aggregate → Parquet lake, exactly once.
+//!
+//! # Threads
+//! * the **poll thread** polls a `BaseConsumer` and processes each message in place
+//!   (decode, validate, de-duplicate, aggregate, append the raw event); rebalance callbacks
+//!   run on it too, so the processing state needs no cross-thread hand-over;
+//! * the **flusher thread** writes a finished batch: Parquet files, then the lake commit,
+//!   then one Kafka transaction holding the batch's dead-letter events and the consumer
+//!   offsets. At most one batch is being flushed while the next one fills; when both are
+//!   full the poll thread waits, so memory stays bounded and the consumer is back-pressured
+//!   instead of anything being dropped.
+//!
+//! # Exactly once
+//! The lake is the system of record for data: each commit stores, per partition, the next
+//! offset to read (`L`), and is refused if another writer moved a partition since the batch
+//! started. Kafka's committed group offset (`K`) moves only inside the transaction that also
+//! publishes the batch's dead-letter events, and only after the lake commit, so `K ≤ L`.
+//! After any failure the ingester restarts from scratch: it consumes from `K`; messages
+//! below `L` are already in the lake, so they are only re-validated to publish their
+//! dead-letter events (lost with the aborted transaction), and counting resumes at `L`.
+//! Event ids are remembered from the committed raw events, so duplicates are recognised
+//! across restarts and rebalances.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rustc_hash::{FxHashMap, FxHashSet};
+use usageflow_lake::tables::{EventRow, EventsBuilder, RecordRow, RecordsBuilder, to_parquet};
+use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
+
+use crate::decode::{CeHeaders, decode};
+use crate::reject::Rejection;
+use crate::validate::{DynamicItems, Index, ItemKey, Validator};
+use crate::{IngestConfig, KafkaConfig};
+
+/// Why the ingester stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Kafka failed (broker down, transaction aborted, fenced).
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The lake refused or failed a commit.
+    #[error("lake commit: {0}")]
+    Commit(#[from] usageflow_lake::CommitError),
+    /// Reading committed lake files failed.
+    #[error("lake read: {0}")]
+    Read(#[from] usageflow_lake::tables::ReadError),
+    /// Writing a data file failed.
+    #[error("writing {path}: {reason}")]
+    Write { path: String, reason: String },
+    /// The flusher thread is gone.
+    #[error("the flusher stopped: {0}")]
+    Flusher(String),
+}
+
+/// Counters of one run, for progress lines and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages polled.
+    pub messages: std::sync::atomic::AtomicU64,
+    /// Events accepted and counted.
+    pub accepted: std::sync::atomic::AtomicU64,
+    /// Events rejected (sent to the dead-letter topic).
+    pub rejected: std::sync::atomic::AtomicU64,
+    /// Duplicate events dropped.
+    pub duplicates: std::sync::atomic::AtomicU64,
+    /// Messages below the lake position, only re-validated.
+    pub replayed: std::sync::atomic::AtomicU64,
+    /// Lake commits.
+    pub commits: std::sync::atomic::AtomicU64,
+}
+
+fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Aggregation key of a usage record (the product and contract follow from the asset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct AggKey {
+    asset: u32,
+    item: ItemKey,
+    tier: i8,
+    category: u32,
+    period_start: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Agg {
+    period_end: i64,
+    quantity: i128,
+    amount: Option<i128>,
+    count: i64,
+    first: i64,
+    last: i64,
+}
+
+/// A rejected message, kept until its dead-letter copy is published.
+#[derive(Debug)]
+struct Rejected {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    rejection: Rejection,
+}
+
+#[derive(Debug, Default)]
+struct PartBatch {
+    /// The lake position when the batch started (the commit's compare-and-set value).
+    lake_from: Option<i64>,
+    /// Set once a message at or beyond the lake position was processed.
+    lake_to: Option<i64>,
+    /// Next offset to consume.
+    kafka_next: Option<i64>,
+    records: FxHashMap<AggKey, Agg>,
+    events: EventsBuilder,
+    first_kafka_ts: Option<i64>,
+    rejected: Vec<Rejected>,
+}
+
+/// A finished batch for the flusher.
+struct FlushJob {
+    parts: BTreeMap<i32, PartBatch>,
+    categories: Arc<Vec<String>>,
+    dynamic: Arc<DynamicItems>,
+    cgm: Option<Arc<ConsumerGroupMetadata>>,
+}
+
+enum ToFlusher {
+    Job(Box<FlushJob>),
+    Barrier(SyncSender<()>),
+}
+
+/// Processing state, owned by the poll thread (inside the consumer context).
+struct Processor {
+    topic: String,
+    config: IngestConfig,
+    index: Arc<Index>,
+    validator: Validator,
+    dedupe: FxHashSet<u128>,
+    loaded_event_files: FxHashSet<String>,
+    /// Lake position per owned partition (after the batch being flushed, if any).
+    lake_next: FxHashMap<i32, Option<i64>>,
+    parts: BTreeMap<i32, PartBatch>,
+    categories: Vec<String>,
+    category_ids: FxHashMap<String, u32>,
+    batch_events: usize,
+    batch_bytes: usize,
+    batch_started: Instant,
+    cgm: Option<Arc<ConsumerGroupMetadata>>,
+    to_flusher: SyncSender<ToFlusher>,
+    failure: Arc<Mutex<Option<PipelineError>>>,
+    counters: Arc<Counters>,
+    manifests: Arc<Manifests>,
+    store: Arc<dyn ObjectStore>,
+    runtime: tokio::runtime::Handle,
+}
+
+fn hash_id(product: &str, id: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(product.as_bytes());
+    h.update(&[0]);
+    h.update(id.as_bytes());
+    h.digest128()
+}
+
+impl Processor {
+    fn fail(&self, err: PipelineError) {
+        let mut slot = self.failure.lock().expect("failure slot");
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.lock().expect("failure slot").is_some()
+    }
+
+    fn process(&mut self, msg: &BorrowedMessage<'_>) {
+        let partition = msg.partition();
+        let offset = msg.offset();
+        let kafka_ts = msg.timestamp().to_millis().unwrap_or(0).saturating_mul(1000);
+        let lake_next = self.lake_next.get(&partition).copied().flatten();
+        let part =
+            self.parts.entry(partition).or_insert_with(|| PartBatch { lake_from: lake_next, ..PartBatch::default() });
+        part.kafka_next = Some(offset + 1);
+        let payload = msg.payload().unwrap_or(&[]);
+        self.batch_bytes += payload.len();
+        self.batch_events += 1;
+        add(&self.counters.messages, 1);
+
+        let mut ce = CeHeaders::default();
+        if let Some(headers) = msg.headers() {
+            for i in 0..headers.count() {
+                let h = headers.get(i);
+                let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
+                match h.key {
+                    "ce_specversion" => ce.specversion = value,
+                    "ce_id" => ce.id = value,
+                    "ce_time" => ce.time = value,
+                    _ => {}
+                }
+            }
+        }
+        // Binary-mode `ce_time` is a bare RFC 3339 string; the decoder expects JSON text.
+        let quoted_time;
+        if let Some(t) = ce.time {
+            quoted_time = format!("\"{t}\"");
+            ce.time = Some(&quoted_time);
+        }
+
+        let replay = lake_next.is_some_and(|l| offset < l);
+        if !replay {
+            part.lake_to = Some(offset + 1);
+        }
+        let outcome = decode(payload, &ce).and_then(|event| {
+            let valid = self.validator.validate(&event, kafka_ts)?;
+            Ok((event, valid))
+        });
+        match outcome {
+            Err(rejection) => {
+                metrics::counter!("usageflow_events_rejected_total", "reason" => rejection.code.as_str()).increment(1);
+                add(&self.counters.rejected, 1);
+                part.rejected.push(Rejected {
+                    partition,
+                    offset,
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: payload.to_vec(),
+                    headers: msg
+                        .headers()
+                        .map(|h| {
+                            (0..h.count())
+                                .map(|i| h.get(i))
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or(&[]).to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    rejection,
+                });
+            }
+            Ok(_) if replay => add(&self.counters.replayed, 1),
+            Ok((event, valid)) => {
+                let product = &self.index.products[valid.product as usize];
+                if !self.dedupe.insert(hash_id(&product.id, &event.id)) {
+                    add(&self.counters.duplicates, 1);
+                    metrics::counter!("usageflow_events_duplicate_total").increment(1);
+                    return;
+                }
+                add(&self.counters.accepted, 1);
+                let category = match &event.category {
+                    None => 0,
+                    Some(c) => match self.category_ids.get(c.as_ref()) {
+                        Some(&id) => id,
+                        None => {
+                            self.categories.push(c.to_string());
+                            let id = self.categories.len() as u32;
+                            self.category_ids.insert(c.to_string(), id);
+                            id
+                        }
+                    },
+                };
+                let key = AggKey {
+                    asset: valid.asset,
+                    item: valid.item,
+                    tier: valid.tier.unwrap_or(-1),
+                    category,
+                    period_start: valid.period_start,
+                };
+                part.records
+                    .entry(key)
+                    .and_modify(|a| {
+                        a.quantity += valid.quantity;
+                        a.amount = match (a.amount, valid.amount) {
+                            (Some(x), Some(y)) => Some(x + y),
+                            (x, y) => x.or(y),
+                        };
+                        a.count += 1;
+                        a.first = a.first.min(valid.start);
+                        a.last = a.last.max(valid.end);
+                    })
+                    .or_insert(Agg {
+                        period_end: valid.period_end,
+                        quantity: valid.quantity,
+                        amount: valid.amount,
+                        count: 1,
+                        first: valid.start,
+                        last: valid.end,
+                    });
+                let asset = &self.index.assets[valid.asset as usize];
+                let item = self.validator.dynamic.info(&self.index, valid.product, valid.item);
+                part.first_kafka_ts.get_or_insert(kafka_ts);
+                part.events.push(&EventRow {
+                    event_id: &event.id,
+                    product_id: &product.id,
+                    contract_id: &asset.contract,
+                    asset_id: &asset.id,
+                    item_id: item.id.as_deref(),
+                    item_mpn: &item.mpn,
+                    tier: valid.tier,
+                    category_id: event.category.as_deref(),
+                    quantity: valid.quantity,
+                    amount: valid.amount,
+                    start_time: valid.start,
+                    end_time: valid.end,
+                    attributes: event.attributes,
+                    kafka_partition: partition,
+                    kafka_offset: offset,
+                    kafka_timestamp: kafka_ts,
+                });
+            }
+        }
+    }
+
+    fn batch_due(&self) -> bool {
+        self.batch_events >= self.config.max_batch_events
+            || self.batch_bytes >= self.config.max_batch_bytes
+            || (self.batch_events > 0
+                && self.batch_started.elapsed() >= Duration::from_millis(self.config.flush_interval_ms))
+    }
+
+    /// Hands the current batch to the flusher (waits while the previous one is in flight).
+    fn hand_off(&mut self) {
+        self.batch_events = 0;
+        self.batch_bytes = 0;
+        self.batch_started = Instant::now();
+        if self.parts.is_empty() {
+            return;
+        }
+        let parts = std::mem::take(&mut self.parts);
+        for (p, batch) in &parts {
+            if let Some(to) = batch.lake_to {
+                self.lake_next.insert(*p, Some(to));
+            }
+        }
+        let job = FlushJob {
+            parts,
+            categories: Arc::new(self.categories.clone()),
+            dynamic: Arc::new(self.validator.dynamic.clone()),
+            cgm: self.cgm.clone(),
+        };
+        if self.to_flusher.send(ToFlusher::Job(Box::new(job))).is_err() {
+            self.fail(PipelineError::Flusher("channel closed".into()));
+        }
+    }
+
+    /// Waits until every handed-off batch is flushed.
+    fn barrier(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.to_flusher.send(ToFlusher::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Takes ownership of newly assigned partitions: their lake positions and the event ids
+    /// committed for them.
+    fn assign(&mut self, partitions: &[i32]) {
+        let loaded = self.runtime.block_on(async {
+            let state = self.manifests.state().await?;
+            let cutoff = Utc::now() - chrono::Duration::days(i64::from(self.config.dedupe_window_days) + 1);
+            let cutoff_day = cutoff.format("%Y-%m-%d").to_string();
+            let mut fresh =
+                LakeState { version: state.version, offsets: state.offsets.clone(), files: BTreeMap::new() };
+            for (path, file) in &state.files {
+                let recent = file.partition_value.as_deref().is_none_or(|d| d >= cutoff_day.as_str());
+                if file.table == Table::Events && recent && !self.loaded_event_files.contains(path) {
+                    fresh.files.insert(path.clone(), file.clone());
+                }
+            }
+            let mut ids = Vec::new();
+            let n = usageflow_lake::tables::event_ids(&self.store, &fresh, partitions, |_, product, id| {
+                ids.push(hash_id(product, id));
+            })
+            .await?;
+            let paths: Vec<String> = fresh
+                .files
+                .iter()
+                .filter(|(_, f)| f.kafka_partition.is_none_or(|p| partitions.contains(&p)))
+                .map(|(path, _)| path.clone())
+                .collect();
+            Ok::<_, PipelineError>((state, ids, n, paths))
+        });
+        match loaded {
+            Ok((state, ids, n, paths)) => {
+                for p in partitions {
+                    self.lake_next.insert(*p, state.offset(&self.topic, *p));
+                }
+                self.dedupe.extend(ids);
+                self.loaded_event_files.extend(paths);
+                tracing::info!(?partitions, lake_version = state.version, event_ids = n, "partitions assigned");
+            }
+            Err(err) => self.fail(err),
+        }
+    }
+
+    fn revoke(&mut self, partitions: &[i32]) {
+        self.hand_off();
+        self.barrier();
+        for p in partitions {
+            self.lake_next.remove(p);
+        }
+        tracing::info!(?partitions, "partitions revoked after flushing their batch");
+    }
+}
+
+/// Consumer context: rebalance callbacks reach the processor.
+struct IngestContext {
+    processor: Mutex<Option<Processor>>,
+}
+
+impl ClientContext for IngestContext {}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance
+            && let Some(p) = self.processor.lock().expect("processor").as_mut()
+        {
+            p.revoke(&partitions_of(tpl));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Some(p) = self.processor.lock().expect("processor").as_mut()
+        {
+            p.cgm = consumer.group_metadata().map(Arc::new);
+            p.assign(&partitions_of(tpl));
+        }
+    }
+}
+
+/// Writes batches: Parquet files, lake commit, Kafka transaction.
+struct Flusher {
+    topic: String,
+    dead_letter_topic: String,
+    index: Arc<Index>,
+    store: Arc<dyn ObjectStore>,
+    manifests: Arc<Manifests>,
+    producer: BaseProducer,
+    txn_timeout: Duration,
+    counters: Arc<Counters>,
+}
+
+fn month_of(us: i64) -> String {
+    let t = DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default();
+    format!("{:04}-{:02}", t.year(), t.month())
+}
+
+fn date_of(us: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default().format("%Y-%m-%d").to_string()
+}
+
+fn nonce() -> String {
+    let n = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()))
+}
+
+impl Flusher {
+    async fn put(&self, path: Path, bytes: bytes::Bytes) -> Result<u64, PipelineError> {
+        let len = bytes.len() as u64;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
+        Ok(len)
+    }
+
+    /// Writes the data files of one partition's batch.
+    async fn write_files(
+        &self,
+        job: &FlushJob,
+        partition: i32,
+        batch: &mut PartBatch,
+    ) -> Result<Vec<DataFile>, PipelineError> {
+        let (Some(from), Some(to)) = (batch.lake_from.or(Some(0)), batch.lake_to) else { return Ok(Vec::new()) };
+        let mut files = Vec::new();
+        let nonce = nonce();
+        // Records, one file per product and month.
+        let mut groups: BTreeMap<(u32, String), Vec<(&AggKey, &Agg)>> = BTreeMap::new();
+        for (key, agg) in &batch.records {
+            let product = self.index.assets[key.asset as usize].product;
+            groups.entry((product, month_of(key.period_start))).or_default().push((key, agg));
+        }
+        for ((product_idx, month), rows) in groups {
+            let product = &self.index.products[product_idx as usize];
+            let mut builder = RecordsBuilder::default();
+            for (key, agg) in &rows {
+                let asset = &self.index.assets[key.asset as usize];
+                let item = job.dynamic.info(&self.index, product_idx, key.item);
+                builder.push(&RecordRow {
+                    product_id: &product.id,
+                    contract_id: &asset.contract,
+                    marketplace_id: &asset.marketplace,
+                    hub_id: &asset.hub,
+                    vendor_id: &asset.vendor,
+                    provider_id: &asset.provider,
+                    asset_id: &asset.id,
+                    item_id: item.id.as_deref(),
+                    item_mpn: &item.mpn,
+                    item_precision: item.scale as i8,
+                    tier: (key.tier >= 0).then_some(key.tier),
+                    category_id: (key.category > 0).then(|| job.categories[key.category as usize - 1].as_str()),
+                    period_start: key.period_start,
+                    period_end: agg.period_end,
+                    quantity: agg.quantity,
+                    amount: agg.amount,
+                    event_count: agg.count,
+                    first_event_at: agg.first,
+                    last_event_at: agg.last,
+                    kafka_partition: partition,
+                });
+            }
+            let batch = builder.finish();
+            let rows = batch.num_rows() as u64;
+            let path = paths::records_file(&product.id, &month, partition, from, to, &nonce);
+            let bytes = to_parquet(&batch)
+                .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
+            let len = self.put(path.clone(), bytes).await?;
+            metrics::counter!("usageflow_lake_bytes_written_total", "table" => "records").increment(len);
+            files.push(DataFile {
+                path: path.to_string(),
+                table: Table::Records,
+                rows,
+                bytes: len,
+                kafka_partition: Some(partition),
+                offset_start: Some(from),
+                offset_end: Some(to),
+                product: Some(product.id.clone()),
+                partition_value: Some(month),
+            });
+        }
+        if !batch.events.is_empty() {
+            let events = batch.events.finish();
+            let date = date_of(batch.first_kafka_ts.unwrap_or_default());
+            let path = paths::events_file(&date, partition, from, to, &nonce);
+            let bytes = to_parquet(&events)
+                .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
+            let len = self.put(path.clone(), bytes).await?;
+            metrics::counter!("usageflow_lake_bytes_written_total", "table" => "events").increment(len);
+            files.push(DataFile {
+                path: path.to_string(),
+                table: Table::Events,
+                rows: events.num_rows() as u64,
+                bytes: len,
+                kafka_partition: Some(partition),
+                offset_start: Some(from),
+                offset_end: Some(to),
+                product: None,
+                partition_value: Some(date),
+            });
+        }
+        Ok(files)
+    }
+
+    fn flush(&self, runtime: &tokio::runtime::Handle, mut job: FlushJob) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        // 1. Data files, then 2. the lake commit.
+        let mut request = CommitRequest { operation: "ingest".to_owned(), ..CommitRequest::default() };
+        let mut parts = std::mem::take(&mut job.parts);
+        runtime.block_on(async {
+            for (partition, batch) in &mut parts {
+                let files = self.write_files(&job, *partition, batch).await?;
+                request.add.extend(files);
+                if let Some(to) = batch.lake_to {
+                    request.advance.entry(self.topic.clone()).or_default().insert(*partition, (batch.lake_from, to));
+                }
+            }
+            if !request.advance.is_empty() {
+                self.manifests.commit(&request).await?;
+                add(&self.counters.commits, 1);
+            }
+            Ok::<_, PipelineError>(())
+        })?;
+        // 3. Dead-letter events and consumer offsets, in one transaction.
+        let mut offsets = TopicPartitionList::new();
+        let mut rejected = 0usize;
+        for (partition, batch) in &parts {
+            if let Some(next) = batch.kafka_next {
+                offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(next))?;
+            }
+            rejected += batch.rejected.len();
+        }
+        if offsets.count() > 0 {
+            self.transaction(&parts, &offsets, job.cgm.as_deref())?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!("usageflow_flush_duration_seconds").record(seconds);
+        tracing::debug!(files = request.add.len(), rejected, seconds, "batch flushed");
+        Ok(())
+    }
+
+    fn transaction(
+        &self,
+        parts: &BTreeMap<i32, PartBatch>,
+        offsets: &TopicPartitionList,
+        cgm: Option<&ConsumerGroupMetadata>,
+    ) -> Result<(), PipelineError> {
+        let cgm = cgm.ok_or_else(|| PipelineError::Flusher("no consumer group metadata".into()))?;
+        self.producer.begin_transaction()?;
+        let result = (|| {
+            for batch in parts.values() {
+                for r in &batch.rejected {
+                    self.send_dead_letter(r)?;
+                }
+            }
+            self.producer.send_offsets_to_transaction(offsets, cgm, self.txn_timeout)?;
+            self.producer.commit_transaction(self.txn_timeout)
+        })();
+        if let Err(err) = result {
+            let _ = self.producer.abort_transaction(self.txn_timeout);
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    fn send_dead_letter(&self, r: &Rejected) -> Result<(), KafkaError> {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 5);
+        for (k, v) in &r.headers {
+            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
+        }
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        for (key, value) in [
+            ("usageflow-error-code", r.rejection.code.as_str()),
+            ("usageflow-error-reason", r.rejection.reason.as_str()),
+            ("usageflow-source-topic", self.topic.as_str()),
+            ("usageflow-source-partition", partition.as_str()),
+            ("usageflow-source-offset", offset.as_str()),
+        ] {
+            headers = headers.insert(rdkafka::message::Header { key, value: Some(value) });
+        }
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.dead_letter_topic).payload(&r.payload[..]).headers(headers);
+        if let Some(key) = &r.key {
+            record = record.key(&key[..]);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((err, _)) => return Err(err),
+            }
+        }
+    }
+}
+
+/// Everything one ingester run needs.
+#[derive(Clone)]
+pub struct Ingester {
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
+    /// Ingest settings.
+    pub config: IngestConfig,
+    /// The indexed catalogue.
+    pub index: Arc<Index>,
+    /// The object store holding the lake.
+    pub store: Arc<dyn ObjectStore>,
+    /// Counters of the current process.
+    pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Ingester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingester").field("kafka", &self.kafka).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Ingester {
+    /// Runs until `stop` is set, restarting after failures with a back-off.
+    pub fn run(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            match self.run_once(stop) {
+                Ok(()) => return,
+                Err(err) => {
+                    metrics::counter!("usageflow_ingest_restarts_total").increment(1);
+                    tracing::error!(%err, "ingester failed; restarting from the committed state");
+                    let until = Instant::now() + Duration::from_millis(self.config.restart_backoff_ms);
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One run: from the committed state until `stop` (Ok) or a failure (Err).
+    pub fn run_once(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
+        let instance = self.config.instance();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("usageflow-io")
+            .enable_all()
+            .build()
+            .map_err(|e| PipelineError::Flusher(e.to_string()))?;
+        let manifests = Arc::new(Manifests::new(self.store.clone(), instance.clone()));
+        let failure: Arc<Mutex<Option<PipelineError>>> = Arc::new(Mutex::new(None));
+
+        let mut producer_config = ClientConfig::new();
+        producer_config
+            .set("transactional.id", format!("usageflow-{}-{instance}", self.kafka.group_id))
+            .set("transaction.timeout.ms", self.config.transaction_timeout_ms.to_string())
+            .set("linger.ms", "5");
+        let producer: BaseProducer = self.kafka.with_properties(producer_config).create()?;
+        let txn_timeout = Duration::from_millis(self.config.transaction_timeout_ms);
+        producer.init_transactions(txn_timeout)?;
+
+        let (to_flusher, from_poll): (SyncSender<ToFlusher>, Receiver<ToFlusher>) = sync_channel(1);
+        let flusher = Flusher {
+            topic: self.kafka.topic.clone(),
+            dead_letter_topic: self.kafka.dead_letter_topic.clone(),
+            index: self.index.clone(),
+            store: self.store.clone(),
+            manifests: manifests.clone(),
+            producer,
+            txn_timeout,
+            counters: self.counters.clone(),
+        };
+        let handle = runtime.handle().clone();
+        let flusher_failure = failure.clone();
+        let flusher_thread = std::thread::Builder::new()
+            .name("usageflow-flush".into())
+            .spawn(move || {
+                for msg in from_poll {
+                    match msg {
+                        ToFlusher::Job(job) => {
+                            if flusher_failure.lock().expect("failure slot").is_some() {
+                                continue;
+                            }
+                            if let Err(err) = flusher.flush(&handle, *job) {
+                                let mut slot = flusher_failure.lock().expect("failure slot");
+                                slot.get_or_insert(err);
+                            }
+                        }
+                        ToFlusher::Barrier(ack) => {
+                            let _ = ack.send(());
+                        }
+                    }
+                }
+            })
+            .map_err(|e| PipelineError::Flusher(e.to_string()))?;
+
+        let processor = Processor {
+            topic: self.kafka.topic.clone(),
+            config: self.config.clone(),
+            index: self.index.clone(),
+            validator: Validator::new(self.index.clone(), self.config.validation.clone()),
+            dedupe: FxHashSet::default(),
+            loaded_event_files: FxHashSet::default(),
+            lake_next: FxHashMap::default(),
+            parts: BTreeMap::new(),
+            categories: Vec::new(),
+            category_ids: FxHashMap::default(),
+            batch_events: 0,
+            batch_bytes: 0,
+            batch_started: Instant::now(),
+            cgm: None,
+            to_flusher,
+            failure: failure.clone(),
+            counters: self.counters.clone(),
+            manifests,
+            store: self.store.clone(),
+            runtime: runtime.handle().clone(),
+        };
+
+        let mut consumer_config = ClientConfig::new();
+        consumer_config
+            .set("group.id", &self.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", self.kafka.session_timeout_ms.to_string())
+            .set("max.poll.interval.ms", "300000")
+            .set("fetch.max.bytes", "67108864")
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("queued.max.messages.kbytes", "131072");
+        if !self.kafka.group_instance_id.is_empty() {
+            consumer_config.set("group.instance.id", &self.kafka.group_instance_id);
+        }
+        let consumer_config = self.kafka.with_properties(consumer_config);
+        let context = IngestContext { processor: Mutex::new(Some(processor)) };
+        let consumer: BaseConsumer<IngestContext> = consumer_config.create_with_context(context)?;
+        consumer.subscribe(&[&self.kafka.topic])?;
+
+        let mut last_progress = Instant::now();
+        let progress_every = Duration::from_secs(self.config.progress_interval_secs.max(1));
+        let result = loop {
+            if let Some(err) = failure.lock().expect("failure slot").take() {
+                break Err(err);
+            }
+            if stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(msg)) => {
+                    let mut guard = consumer.context().processor.lock().expect("processor");
+                    let p = guard.as_mut().expect("processor present");
+                    p.process(&msg);
+                    if p.batch_due() {
+                        p.hand_off();
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "consumer error");
+                    if matches!(err, KafkaError::MessageConsumptionFatal(_)) {
+                        break Err(err.into());
+                    }
+                }
+                None => {
+                    let mut guard = consumer.context().processor.lock().expect("processor");
+                    let p = guard.as_mut().expect("processor present");
+                    if p.batch_due() {
+                        p.hand_off();
+                    }
+                }
+            }
+            if last_progress.elapsed() >= progress_every {
+                last_progress = Instant::now();
+                self.progress(&consumer);
+            }
+        };
+        // Ordered shutdown: flush what was consumed, then stop the flusher.
+        {
+            let mut guard = consumer.context().processor.lock().expect("processor");
+            if let Some(p) = guard.as_mut() {
+                if result.is_ok() && !p.failed() {
+                    p.hand_off();
+                }
+                p.barrier();
+            }
+            // Dropping the processor closes the flusher's channel.
+            guard.take();
+        }
+        let _ = flusher_thread.join();
+        drop(consumer);
+        if let Some(err) = failure.lock().expect("failure slot").take() {
+            return Err(err);
+        }
+        result
+    }
+
+    fn progress(&self, consumer: &BaseConsumer<IngestContext>) {
+        let c = &self.counters;
+        let mut lag_total = 0i64;
+        if let Ok(assignment) = consumer.assignment()
+            && let Ok(positions) = consumer.position()
+        {
+            for e in assignment.elements() {
+                let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) else {
+                    continue;
+                };
+                let pos = positions
+                    .find_partition(e.topic(), e.partition())
+                    .and_then(|p| p.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(0);
+                let lag = (high - pos).max(0);
+                lag_total += lag;
+                metrics::gauge!("usageflow_consumer_lag_messages", "partition" => e.partition().to_string())
+                    .set(lag as f64);
+            }
+        }
+        tracing::info!(
+            messages = c.messages.load(Ordering::Relaxed),
+            accepted = c.accepted.load(Ordering::Relaxed),
+            rejected = c.rejected.load(Ordering::Relaxed),
+            duplicates = c.duplicates.load(Ordering::Relaxed),
+            replayed = c.replayed.load(Ordering::Relaxed),
+            commits = c.commits.load(Ordering::Relaxed),
+            lag = lag_total,
+            "ingest progress"
+        );
+    }
+}

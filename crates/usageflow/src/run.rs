@@ -1,0 +1,182 @@
+//! The long-running and data commands: ingest, loadgen, lake inspection.
+#![allow(clippy::print_stdout)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use usageflow_ingest::loadgen::{self, LoadgenConfig};
+use usageflow_ingest::{Counters, Index, Ingester};
+use usageflow_lake::{Manifests, Table};
+
+use crate::cli::LakeAction;
+use crate::config::Config;
+
+fn index(config: &Config) -> anyhow::Result<Arc<Index>> {
+    let catalogue = usageflow_catalog::load_dir(&config.catalog.dir)?;
+    Ok(Arc::new(Index::new(catalogue.data())))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Sets `stop` on SIGINT or SIGTERM.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new().name("usageflow-signals".into()).spawn(move || {
+        let Ok(rt) = runtime() else { return };
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        tracing::info!("stopping: flushing what was consumed");
+        stop.store(true, Ordering::Relaxed);
+    })?;
+    Ok(())
+}
+
+/// `usageflow ingest`.
+pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> {
+    if !config.ingest.metrics_listen.is_empty() {
+        let addr: std::net::SocketAddr =
+            config.ingest.metrics_listen.parse().context("ingest.metrics_listen is not host:port")?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    }
+    let store = usageflow_lake::open_store(&config.store)?;
+    let ingester = Ingester {
+        kafka: config.kafka.clone(),
+        config: config.ingest.clone(),
+        index: index(config)?,
+        store,
+        counters: Arc::new(Counters::default()),
+    };
+    loadgen::ensure_topic(&config.kafka, &config.kafka.dead_letter_topic, 1).ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(stop.clone())?;
+    if idle_exit_secs > 0 {
+        let (stop, counters) = (stop.clone(), ingester.counters.clone());
+        let commits_needed = Duration::from_secs(idle_exit_secs);
+        std::thread::spawn(move || {
+            let mut last = (u64::MAX, Instant::now());
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let seen = counters.messages.load(Ordering::Relaxed);
+                if seen != last.0 {
+                    last = (seen, Instant::now());
+                } else if last.1.elapsed() >= commits_needed {
+                    tracing::info!(messages = seen, "idle; stopping");
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        });
+    }
+    let started = Instant::now();
+    ingester.run(&stop);
+    let c = &ingester.counters;
+    let messages = c.messages.load(Ordering::Relaxed);
+    println!(
+        "ingested {messages} messages in {:.1} s: {} accepted, {} rejected, {} duplicates, {} replayed, {} lake commits",
+        started.elapsed().as_secs_f64(),
+        c.accepted.load(Ordering::Relaxed),
+        c.rejected.load(Ordering::Relaxed),
+        c.duplicates.load(Ordering::Relaxed),
+        c.replayed.load(Ordering::Relaxed),
+        c.commits.load(Ordering::Relaxed),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `usageflow loadgen`.
+pub fn loadgen(
+    config: &Config,
+    spec: &LoadgenConfig,
+    partitions: i32,
+    truth_out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let index = index(config)?;
+    loadgen::ensure_topic(&config.kafka, &config.kafka.topic, partitions)
+        .with_context(|| format!("cannot create topic {}", config.kafka.topic))?;
+    let started = Instant::now();
+    let truth = loadgen::produce(&config.kafka, &index, spec)?;
+    let millis = started.elapsed().as_millis().max(1);
+    println!(
+        "produced {} messages to {} in {}.{:03} s ({}/s): {} valid, {} duplicates, {} to be rejected, {} usage records",
+        truth.messages,
+        config.kafka.topic,
+        millis / 1000,
+        millis % 1000,
+        u128::from(truth.messages) * 1000 / millis,
+        truth.valid,
+        truth.duplicates,
+        truth.rejected,
+        truth.records.len()
+    );
+    if let Some(path) = truth_out {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (key, totals) in &truth.records {
+            writeln!(out, "{}", totals_json(key, totals))?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn totals_json(key: &usageflow_lake::tables::RecordKey, t: &usageflow_lake::tables::RecordTotals) -> serde_json::Value {
+    serde_json::json!({
+        "product_id": key.product_id,
+        "contract_id": key.contract_id,
+        "asset_id": key.asset_id,
+        "item_mpn": key.item_mpn,
+        "tier": key.tier,
+        "category_id": key.category_id,
+        "period_start": chrono::DateTime::<chrono::Utc>::from_timestamp_micros(key.period_start).map(|t| t.to_rfc3339()),
+        "quantity": usageflow_ingest::fixed::format(t.quantity),
+        "amount": t.amount.map(usageflow_ingest::fixed::format),
+        "event_count": t.event_count,
+    })
+}
+
+/// `usageflow lake ...`.
+pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
+    let store = usageflow_lake::open_store(&config.store)?;
+    let rt = runtime()?;
+    let state = rt.block_on(Manifests::new(store.clone(), "cli").state())?;
+    match action {
+        LakeAction::Status => {
+            println!("lake {} at version {}", config.store.url, state.version);
+            for (topic, partitions) in &state.offsets {
+                let list: Vec<String> = partitions.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+                println!("  {topic} next offsets {}", list.join(" "));
+            }
+            for table in [Table::Records, Table::Events] {
+                let (files, rows, bytes) = state
+                    .files_of(table)
+                    .fold((0u64, 0u64, 0u64), |(f, r, b), file| (f + 1, r + file.rows, b + file.bytes));
+                println!("  {table:?}: {files} files, {rows} rows, {bytes} bytes");
+            }
+        }
+        LakeAction::Totals => {
+            let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state))?;
+            let mut out = std::io::stdout().lock();
+            for (key, t) in &totals {
+                writeln!(out, "{}", totals_json(key, t))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
