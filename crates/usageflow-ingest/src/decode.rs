@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(e.item.criteria, ItemCriteria::LocalId);
         assert_eq!((e.amount, e.tier), (Some("\"0.5\""), Some(1)));
         assert_eq!(parse_time(e.start), Some(1_764_064_800_000_000));
-        assert_eq!(parse_time("\"2026-11-25T10:00:00+01:00\""), Some(1_764_061_200_000_000));
+        assert_eq!(parse_time("\"2026-11-25T10:00:00+01:00\""), Some(1_795_597_200_000_000));
     }
 
     #[test]
