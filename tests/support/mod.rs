@@ -68,7 +68,11 @@ pub fn kafka_config(prefix: &str) -> usageflow_ingest::KafkaConfig {
 
 /// The sample catalogue, indexed for ingestion.
 pub fn sample_index() -> std::sync::Arc<usageflow_ingest::Index> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("config/catalog"))
+        .find(|d| d.join("catalog.toml").exists())
+        .expect("config/catalog above the crate");
     let catalogue = usageflow_catalog::load_dir(&dir).unwrap();
     std::sync::Arc::new(usageflow_ingest::Index::new(catalogue.data()))
 }

@@ -12,7 +12,10 @@ pub struct IngestConfig {
     pub max_batch_bytes: usize,
     /// ...or when it is this old.
     pub flush_interval_ms: u64,
-    /// Name of this instance in lake commits and its Kafka transactional id; empty = host and pid.
+    /// Name of this instance in lake commits and in its Kafka transactional id; empty = the
+    /// host name. It must be stable across restarts of one instance (a restarted instance then
+    /// fences and aborts its predecessor's open transaction at once) and differ between
+    /// instances that run at the same time.
     pub instance_id: String,
     /// Event ids are remembered for de-duplication while the event's start is at most this
     /// many days old; it must exceed `validation.late_max_days`, since older events are
@@ -22,7 +25,9 @@ pub struct IngestConfig {
     pub metrics_listen: String,
     /// Seconds between progress lines in the log.
     pub progress_interval_secs: u64,
-    /// How long a Kafka transaction (dead-letter events and offsets) may take.
+    /// How long a Kafka transaction (dead-letter events and offsets) may take. An instance
+    /// taking over the partitions of one that died waits up to this long for the broker to
+    /// abort the dead one's open transaction.
     pub transaction_timeout_ms: u64,
     /// Wait before restarting after a failure (broker down, lost ownership of a partition).
     pub restart_backoff_ms: u64,
@@ -40,7 +45,7 @@ impl Default for IngestConfig {
             dedupe_window_days: 95,
             metrics_listen: "127.0.0.1:9464".to_owned(),
             progress_interval_secs: 10,
-            transaction_timeout_ms: 60_000,
+            transaction_timeout_ms: 10_000,
             restart_backoff_ms: 2_000,
             validation: ValidationConfig::default(),
         }
@@ -48,13 +53,12 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    /// The instance id, defaulting to `host-pid`.
+    /// The instance id, defaulting to the host name.
     pub fn instance(&self) -> String {
         if !self.instance_id.is_empty() {
             return self.instance_id.clone();
         }
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-        let host = if host.is_empty() { "localhost".to_owned() } else { host };
-        format!("{host}-{}", std::process::id())
+        if host.is_empty() { "localhost".to_owned() } else { host }
     }
 }

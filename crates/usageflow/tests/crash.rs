@@ -1,0 +1,189 @@
+//! Exactly once under crashes, a broker restart and rebalances, against the real broker:
+//! the `usageflow ingest` process is killed with SIGKILL at random points and restarted,
+//! the broker is restarted once, and two instances share the partitions while one joins
+//! and another dies mid-stream. Afterwards the lake's totals equal the generated truth
+//! exactly and the dead-letter topic holds exactly the rejected events, each once.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use usageflow_ingest::KafkaConfig;
+use usageflow_ingest::loadgen::{self, LoadgenConfig, Truth};
+use usageflow_lake::Manifests;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Instance<'a> {
+    kafka: &'a KafkaConfig,
+    lake: &'a Path,
+    logs: &'a Path,
+    id: &'a str,
+    static_membership: bool,
+}
+
+impl Instance<'_> {
+    fn spawn(&self, run: usize, args: &[&str]) -> Child {
+        let log = std::fs::File::create(self.logs.join(format!("{}-{run}.log", self.id))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_usageflow"));
+        cmd.arg("ingest")
+            .args(args)
+            .env_remove("USAGEFLOW_CONFIG")
+            .env("RUST_LOG", "info")
+            .env("USAGEFLOW__KAFKA__BOOTSTRAP_SERVERS", &self.kafka.bootstrap_servers)
+            .env("USAGEFLOW__KAFKA__TOPIC", &self.kafka.topic)
+            .env("USAGEFLOW__KAFKA__DEAD_LETTER_TOPIC", &self.kafka.dead_letter_topic)
+            .env("USAGEFLOW__KAFKA__GROUP_ID", &self.kafka.group_id)
+            .env("USAGEFLOW__KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .env("USAGEFLOW__STORE__URL", self.lake)
+            .env("USAGEFLOW__CATALOG__DIR", root().join("config/catalog"))
+            .env("USAGEFLOW__INGEST__INSTANCE_ID", self.id)
+            .env("USAGEFLOW__INGEST__MAX_BATCH_EVENTS", "3000")
+            .env("USAGEFLOW__INGEST__FLUSH_INTERVAL_MS", "300")
+            .env("USAGEFLOW__INGEST__METRICS_LISTEN", "")
+            .env("USAGEFLOW__INGEST__RESTART_BACKOFF_MS", "500")
+            .env("USAGEFLOW__INGEST__PROGRESS_INTERVAL_SECS", "2")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if self.static_membership {
+            cmd.env("USAGEFLOW__KAFKA__GROUP_INSTANCE_ID", self.id);
+        }
+        cmd.spawn().unwrap()
+    }
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
+fn wait_exit(child: &mut Child, limit: Duration, logs: &Path) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "ingester failed: {status}; logs in {}", logs.display());
+            return;
+        }
+        if Instant::now() > deadline {
+            kill9(child);
+            panic!("ingester did not finish within {limit:?}; logs in {}", logs.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn verify(kafka: &KafkaConfig, lake: &Path, truth: &Truth, logs: &Path) {
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = rt.block_on(Manifests::new(store.clone(), "verify").state()).unwrap();
+    let covered: i64 = state.offsets.get(&kafka.topic).map(|p| p.values().sum()).unwrap_or(0);
+    assert_eq!(covered as u64, truth.messages, "the lake covers every message once; logs in {}", logs.display());
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let missing = truth.records.keys().filter(|k| !totals.contains_key(k)).count();
+    let wrong = truth.records.iter().filter(|(k, v)| totals.get(k).is_some_and(|t| t != *v)).count();
+    let extra = totals.keys().filter(|k| !truth.records.contains_key(k)).count();
+    assert!(
+        missing == 0 && wrong == 0 && extra == 0,
+        "lake totals differ: {missing} missing, {wrong} wrong, {extra} extra records; logs in {}",
+        logs.display()
+    );
+    let dead = support::read_topic(&kafka.bootstrap_servers, &kafka.dead_letter_topic);
+    let sources: BTreeSet<_> = dead
+        .iter()
+        .map(|(_, _, h)| (h["usageflow-source-partition"].clone(), h["usageflow-source-offset"].clone()))
+        .collect();
+    assert_eq!(sources.len(), dead.len(), "a rejected event was published twice");
+    assert_eq!(dead.len() as u64, truth.rejected, "dead-letter topic; logs in {}", logs.display());
+}
+
+fn restart_broker() {
+    let status =
+        Command::new(root().join("deploy/kafka/kafka.sh")).arg("restart").stdout(Stdio::null()).status().unwrap();
+    assert!(status.success(), "broker restart failed");
+}
+
+/// A small deterministic random source for kill times.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
+    let index = support::sample_index();
+    let logs = tempfile::Builder::new().prefix("usageflow-crash-logs-").tempdir().unwrap().keep();
+
+    // Phase 1: one instance, killed with SIGKILL ten times; the broker restarts once.
+    let kafka = support::kafka_config("crash");
+    loadgen::ensure_topic(&kafka, &kafka.topic, 4).unwrap();
+    loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
+    let spec = LoadgenConfig {
+        events: 150_000,
+        rate: 8_000,
+        seed: 11,
+        duplicates_per_mille: 20,
+        invalid_per_mille: 10,
+        late_per_mille: 10,
+        ..LoadgenConfig::default()
+    };
+    // Events keep arriving while the ingester is killed again and again.
+    let producer = {
+        let (kafka, index, spec) = (kafka.clone(), index.clone(), spec.clone());
+        std::thread::spawn(move || loadgen::produce(&kafka, &index, &spec).unwrap())
+    };
+    let lake = tempfile::tempdir().unwrap();
+    let instance = Instance { kafka: &kafka, lake: lake.path(), logs: &logs, id: "crash-a", static_membership: true };
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut progress = Vec::new();
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+    for run in 0..10 {
+        let mut child = instance.spawn(run, &[]);
+        if run == 5 {
+            std::thread::sleep(Duration::from_millis(1500));
+            restart_broker();
+        }
+        std::thread::sleep(Duration::from_millis(800 + next(&mut seed) % 2200));
+        kill9(&mut child);
+        let state = rt.block_on(Manifests::new(store.clone(), "probe").state()).unwrap();
+        progress.push(state.offsets.get(&kafka.topic).map_or(0, |p| p.values().sum::<i64>()));
+    }
+    let truth = producer.join().unwrap();
+    // The kills landed mid-stream: the lake advanced between them and was not done yet.
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    let partial: BTreeSet<_> = progress.iter().filter(|&&c| c > 0 && (c as u64) < truth.messages).collect();
+    assert!(partial.len() >= 3, "kills did not interrupt ingestion: {progress:?}");
+    let mut last = instance.spawn(99, &["--idle-exit-secs", "4"]);
+    wait_exit(&mut last, Duration::from_secs(240), &logs);
+    verify(&kafka, lake.path(), &truth, &logs);
+
+    // Phase 2: two instances in one group; the second joins mid-stream, the first dies.
+    let kafka = support::kafka_config("rebalance");
+    loadgen::ensure_topic(&kafka, &kafka.topic, 4).unwrap();
+    loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let a = Instance { kafka: &kafka, lake: lake.path(), logs: &logs, id: "rb-a", static_membership: false };
+    let b = Instance { kafka: &kafka, lake: lake.path(), logs: &logs, id: "rb-b", static_membership: false };
+    let mut first = a.spawn(0, &[]);
+    let spec = LoadgenConfig { events: 120_000, rate: 30_000, seed: 12, ..spec };
+    let producer = {
+        let (kafka, index, spec) = (kafka.clone(), index.clone(), spec.clone());
+        std::thread::spawn(move || loadgen::produce(&kafka, &index, &spec).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut second = b.spawn(0, &["--idle-exit-secs", "20"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    kill9(&mut first);
+    let truth = producer.join().unwrap();
+    wait_exit(&mut second, Duration::from_secs(240), &logs);
+    verify(&kafka, lake.path(), &truth, &logs);
+    let _ = std::fs::remove_dir_all(&logs);
+}
