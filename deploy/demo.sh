@@ -4,7 +4,8 @@
 # directory as the object store, and runs the pipeline on the sample catalogue.
 # The broker is left running for exploration; stop it with `deploy/stack.sh down`.
 #
-# Environment: USAGEFLOW_DEMO_DIR (default: data/demo) holds the lake and the workflow state.
+# Environment: USAGEFLOW_DEMO_DIR (default: data/demo) holds the lake and the workflow state;
+# USAGEFLOW_DEMO_EVENTS (default 200000) is how many events the load generator produces.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
@@ -21,10 +22,33 @@ bootstrap="$("$here/kafka/kafka.sh" bootstrap)"
 demo_dir="${USAGEFLOW_DEMO_DIR:-data/demo}"
 mkdir -p "$demo_dir"
 export USAGEFLOW__KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
-export USAGEFLOW__STORE__URL="$demo_dir/lake"
+# Each demo run uses its own topic, so the lake it builds matches what it produced.
+run_id="$(date +%Y%m%d%H%M%S)"
+export USAGEFLOW__KAFKA__TOPIC="usage-events-$run_id"
+export USAGEFLOW__KAFKA__DEAD_LETTER_TOPIC="usage-events-$run_id-dlq"
+export USAGEFLOW__KAFKA__GROUP_ID="usageflow-demo-$run_id"
+export USAGEFLOW__STORE__URL="$demo_dir/lake-$run_id"
 
 echo "== checking the broker and the object store"
 "$bin" --config config/usageflow.toml doctor
 
 echo "== the sample catalogue"
 "$bin" --config config/usageflow.toml catalog check
+
+echo "== producing metering events"
+"$bin" --config config/usageflow.toml loadgen --events "${USAGEFLOW_DEMO_EVENTS:-200000}" --truth "$demo_dir/truth-$run_id.jsonl"
+
+echo "== ingesting into the lake (stops when caught up)"
+"$bin" --config config/usageflow.toml --set ingest.metrics_listen= ingest --idle-exit-secs 3
+
+echo "== the lake"
+"$bin" --config config/usageflow.toml lake status
+"$bin" --config config/usageflow.toml lake totals | sort > "$demo_dir/lake-$run_id.jsonl"
+echo "a few usage records:"
+head -n 3 "$demo_dir/lake-$run_id.jsonl"
+if cmp -s <(sort "$demo_dir/truth-$run_id.jsonl") "$demo_dir/lake-$run_id.jsonl"; then
+  echo "== the lake's $(wc -l <"$demo_dir/lake-$run_id.jsonl") usage records equal the generated truth exactly"
+else
+  echo "== MISMATCH between the lake and the generated truth" >&2
+  exit 1
+fi

@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 use usageflow_lake::tables::{RecordKey, RecordTotals};
 use usageflow_model::{ItemType, ReportingSchema};
@@ -40,6 +43,8 @@ pub struct LoadgenConfig {
     /// Kafka timestamp of the first message, epoch ms; 0 = now.
     pub start_ms: i64,
     /// Kafka timestamps advance by this much per message, µs (so a run spans a realistic time).
+    /// Brokers refuse timestamps more than `message.timestamp.after.max.ms` (1 h by default)
+    /// ahead, so `events × step_us` must stay well under an hour.
     pub step_us: i64,
 }
 
@@ -54,7 +59,7 @@ impl Default for LoadgenConfig {
             late_per_mille: 5,
             cloudevents_per_mille: 100,
             start_ms: 0,
-            step_us: 1_000,
+            step_us: 50,
         }
     }
 }
@@ -173,7 +178,8 @@ impl<'a> Generator<'a> {
             return;
         }
         let late = self.rng.per_mille(self.config.late_per_mille);
-        let event_us = if late { ts_us - 5 * 86_400_000_000 } else { ts_us - 1_000_000 };
+        // Event times are written with millisecond precision, so the truth uses the same.
+        let event_us = (if late { ts_us - 5 * 86_400_000_000 } else { ts_us - 1_000_000 }) / 1000 * 1000;
         let products: Vec<u32> =
             (0..self.index.products.len() as u32).filter(|&p| !self.assets[p as usize].is_empty()).collect();
         let product_idx = products[self.rng.below(products.len() as u64) as usize];
@@ -319,8 +325,52 @@ pub fn ensure_topic(kafka: &KafkaConfig, topic: &str, partitions: i32) -> Result
     Ok(())
 }
 
-/// Produces a generated stream to the configured topic; returns the ground truth.
-pub fn produce(kafka: &KafkaConfig, index: &Index, config: &LoadgenConfig) -> Result<Truth, KafkaError> {
+/// Why producing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    /// The producer could not be created or failed.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The broker refused messages.
+    #[error("{failed} message(s) were not delivered; the first error: {first}")]
+    Delivery { failed: u64, first: String },
+}
+
+/// Counts delivery failures.
+#[derive(Debug, Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((err, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.first.lock().expect("delivery lock").get_or_insert_with(|| err.to_string());
+        }
+    }
+}
+
+fn delivery_error(producer: &BaseProducer<Deliveries>) -> Option<LoadgenError> {
+    let ctx = producer.context();
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    if let Some((code, reason)) = producer.client().fatal_error() {
+        return Some(LoadgenError::Delivery { failed: failed.max(1), first: format!("{code:?}: {reason}") });
+    }
+    (failed > 0).then(|| LoadgenError::Delivery {
+        failed,
+        first: ctx.first.lock().expect("delivery lock").clone().unwrap_or_default(),
+    })
+}
+
+/// Produces a generated stream to the configured topic; returns the ground truth once every
+/// message is acknowledged by the broker.
+pub fn produce(kafka: &KafkaConfig, index: &Index, config: &LoadgenConfig) -> Result<Truth, LoadgenError> {
     let mut client: ClientConfig = kafka.client_config();
     client
         .set("enable.idempotence", "true")
@@ -329,10 +379,10 @@ pub fn produce(kafka: &KafkaConfig, index: &Index, config: &LoadgenConfig) -> Re
         .set("compression.type", "lz4")
         .set("queue.buffering.max.kbytes", "262144")
         .set("queue.buffering.max.messages", "1000000");
-    let producer: BaseProducer = client.create()?;
+    let producer: BaseProducer<Deliveries> = client.create_with_context(Deliveries::default())?;
     let mut generator = Generator::new(index, config.clone());
     let started = Instant::now();
-    let mut failure = None;
+    let mut failure: Option<LoadgenError> = None;
     for i in 0..config.events {
         if config.rate > 0 && i % 1000 == 0 {
             let due = Duration::from_micros(i.saturating_mul(1_000_000) / config.rate);
@@ -348,9 +398,13 @@ pub fn produce(kafka: &KafkaConfig, index: &Index, config: &LoadgenConfig) -> Re
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         producer.poll(Duration::from_millis(10));
+                        if let Some(err) = delivery_error(&producer) {
+                            failure.get_or_insert(err);
+                            break;
+                        }
                     }
                     Err((err, _)) => {
-                        failure.get_or_insert(err);
+                        failure.get_or_insert(err.into());
                         break;
                     }
                 }
@@ -361,8 +415,14 @@ pub fn produce(kafka: &KafkaConfig, index: &Index, config: &LoadgenConfig) -> Re
         }
         if i % 10_000 == 0 {
             producer.poll(Duration::ZERO);
+            if let Some(err) = delivery_error(&producer) {
+                return Err(err);
+            }
         }
     }
     producer.flush(Duration::from_secs(120))?;
+    if let Some(err) = delivery_error(&producer) {
+        return Err(err);
+    }
     Ok(generator.truth().clone())
 }

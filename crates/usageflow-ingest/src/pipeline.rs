@@ -160,6 +160,7 @@ struct Processor {
     batch_events: usize,
     batch_bytes: usize,
     batch_started: Instant,
+    reported: [u64; 4],
     cgm: Option<Arc<ConsumerGroupMetadata>>,
     to_flusher: SyncSender<ToFlusher>,
     failure: Arc<Mutex<Option<PipelineError>>>,
@@ -256,7 +257,6 @@ impl Processor {
                 let product = &self.index.products[valid.product as usize];
                 if !self.dedupe.insert(hash_id(&product.id, &event.id)) {
                     add(&self.counters.duplicates, 1);
-                    metrics::counter!("usageflow_events_duplicate_total").increment(1);
                     return;
                 }
                 add(&self.counters.accepted, 1);
@@ -324,15 +324,37 @@ impl Processor {
         }
     }
 
+    /// Whether the batch is full or old. The clock is read every 256 messages, not per message.
     fn batch_due(&self) -> bool {
         self.batch_events >= self.config.max_batch_events
             || self.batch_bytes >= self.config.max_batch_bytes
-            || (self.batch_events > 0
-                && self.batch_started.elapsed() >= Duration::from_millis(self.config.flush_interval_ms))
+            || (self.batch_events.is_multiple_of(256) && self.batch_old())
+    }
+
+    fn batch_old(&self) -> bool {
+        self.batch_events > 0 && self.batch_started.elapsed() >= Duration::from_millis(self.config.flush_interval_ms)
+    }
+
+    /// Publishes the counters' progress as metrics (once per batch, off the per-event path).
+    fn report(&mut self) {
+        let c = &self.counters;
+        let now = [
+            c.messages.load(Ordering::Relaxed),
+            c.accepted.load(Ordering::Relaxed),
+            c.duplicates.load(Ordering::Relaxed),
+            c.rejected.load(Ordering::Relaxed),
+        ];
+        let names =
+            ["usageflow_events_in_total", "usageflow_events_accepted_total", "usageflow_events_duplicate_total"];
+        for (i, name) in names.iter().enumerate() {
+            metrics::counter!(*name).increment(now[i] - self.reported[i]);
+        }
+        self.reported = now;
     }
 
     /// Hands the current batch to the flusher (waits while the previous one is in flight).
     fn hand_off(&mut self) {
+        self.report();
         self.batch_events = 0;
         self.batch_bytes = 0;
         self.batch_started = Instant::now();
@@ -771,6 +793,7 @@ impl Ingester {
             batch_events: 0,
             batch_bytes: 0,
             batch_started: Instant::now(),
+            reported: [0; 4],
             cgm: None,
             to_flusher,
             failure: failure.clone(),
@@ -791,7 +814,10 @@ impl Ingester {
             .set("max.poll.interval.ms", "300000")
             .set("fetch.max.bytes", "67108864")
             .set("max.partition.fetch.bytes", "8388608")
-            .set("queued.max.messages.kbytes", "131072");
+            .set("queued.max.messages.kbytes", "131072")
+            .set("queued.min.messages", "500000")
+            .set("fetch.min.bytes", "1048576")
+            .set("fetch.wait.max.ms", "50");
         if !self.kafka.group_instance_id.is_empty() {
             consumer_config.set("group.instance.id", &self.kafka.group_instance_id);
         }
@@ -828,7 +854,7 @@ impl Ingester {
                 None => {
                     let mut guard = consumer.context().processor.lock().expect("processor");
                     let p = guard.as_mut().expect("processor present");
-                    if p.batch_due() {
+                    if p.batch_due() || p.batch_old() {
                         p.hand_off();
                     }
                 }

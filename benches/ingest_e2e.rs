@@ -1,0 +1,207 @@
+//! End-to-end ingestion benchmark against the real local broker.
+//!
+//! 1. produces `USAGEFLOW_BENCH_EVENTS` (default 10,000,000) generated metering events
+//!    (0.5 % duplicates, 0.1 % invalid, 0.1 % late, 10 % CloudEvents) to a new 4-partition topic;
+//! 2. the ceiling: a bare `BaseConsumer` reads the whole topic and only counts messages;
+//! 3. the ingester (in a child process, so its peak memory is its own) consumes the same topic
+//!    into a fresh local lake: decode, validate, de-duplicate, aggregate, Parquet, commits,
+//!    dead-letter transaction;
+//! 4. checks that the lake's totals equal the generated truth.
+//!
+//! Rates are messages per second from the first message received to the last one consumed
+//! (bare) or to the last lake commit (ingester). Run: `deploy/stack.sh up && cargo bench --bench ingest_e2e`.
+#![allow(clippy::print_stdout, clippy::float_arithmetic)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use usageflow_ingest::loadgen::{self, LoadgenConfig};
+use usageflow_ingest::{Counters, IngestConfig, Ingester, KafkaConfig};
+use usageflow_lake::Manifests;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn kafka_for(topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap_servers: support::kafka_bootstrap(),
+        topic: topic.to_owned(),
+        dead_letter_topic: format!("{topic}-dlq"),
+        group_id: format!("{topic}-ingest"),
+        ..KafkaConfig::default()
+    }
+}
+
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// The ingester phase, run in a child process.
+fn ingest_phase() {
+    let topic = std::env::var("USAGEFLOW_BENCH_TOPIC").unwrap();
+    let lake = std::env::var("USAGEFLOW_BENCH_LAKE").unwrap();
+    let events = env_u64("USAGEFLOW_BENCH_EVENTS", 0);
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(&lake)).unwrap();
+    let mut kafka = kafka_for(&topic);
+    if let Ok(group) = std::env::var("USAGEFLOW_BENCH_GROUP") {
+        kafka.group_id = group;
+    }
+    let ingester = Ingester {
+        kafka,
+        config: IngestConfig {
+            metrics_listen: String::new(),
+            max_batch_events: env_u64("USAGEFLOW_BENCH_BATCH", 1_000_000) as usize,
+            instance_id: "bench".into(),
+            progress_interval_secs: 5,
+            ..IngestConfig::default()
+        },
+        index: support::sample_index(),
+        store,
+        counters: Arc::new(Counters::default()),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, counters) = (stop.clone(), ingester.counters.clone());
+        std::thread::spawn(move || {
+            let mut first = None;
+            loop {
+                let seen = counters.messages.load(Ordering::Relaxed);
+                if seen > 0 && first.is_none() {
+                    first = Some(Instant::now());
+                }
+                if seen >= events {
+                    stop.store(true, Ordering::Relaxed);
+                    return first.unwrap_or_else(Instant::now);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    ingester.run(&stop);
+    let end = Instant::now();
+    let first = watcher.join().unwrap();
+    let seconds = end.duration_since(first).as_secs_f64();
+    let c = &ingester.counters;
+    println!(
+        "RESULT {} {seconds:.3} {} {} {} {} {}",
+        c.messages.load(Ordering::Relaxed),
+        peak_rss_mib(),
+        c.accepted.load(Ordering::Relaxed),
+        c.rejected.load(Ordering::Relaxed),
+        c.duplicates.load(Ordering::Relaxed),
+        c.commits.load(Ordering::Relaxed),
+    );
+}
+
+fn bare_consumer(kafka: &KafkaConfig, events: u64) -> (f64, u64) {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("group.id", format!("{}-bare", kafka.topic))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "67108864")
+        .set("max.partition.fetch.bytes", "8388608")
+        .set("queued.max.messages.kbytes", "131072")
+        .set("queued.min.messages", "500000")
+        .set("fetch.min.bytes", "1048576")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let (mut n, mut bytes, mut first) = (0u64, 0u64, None);
+    while n < events {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            n += 1;
+            bytes += rdkafka::Message::payload(&m).map_or(0, |p| p.len() as u64);
+        }
+    }
+    (first.unwrap().elapsed().as_secs_f64(), bytes)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("ingest_e2e: benchmark");
+        return;
+    }
+    if std::env::var("USAGEFLOW_BENCH_PHASE").as_deref() == Ok("ingest") {
+        ingest_phase();
+        return;
+    }
+    let events = env_u64("USAGEFLOW_BENCH_EVENTS", 10_000_000);
+    let topic = support::unique("bench");
+    let kafka = kafka_for(&topic);
+    let index = support::sample_index();
+    loadgen::ensure_topic(&kafka, &topic, 4).unwrap();
+    loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
+    println!(
+        "# ingest_e2e: {events} events, topic {topic}, 4 partitions, {} CPUs",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let spec = LoadgenConfig {
+        events,
+        seed: 42,
+        duplicates_per_mille: 5,
+        invalid_per_mille: 1,
+        late_per_mille: 1,
+        cloudevents_per_mille: 100,
+        ..LoadgenConfig::default()
+    };
+    let started = Instant::now();
+    let truth = loadgen::produce(&kafka, &index, &spec).unwrap();
+    let produce_s = started.elapsed().as_secs_f64();
+    println!("produce        {events:>10} msgs {produce_s:>8.2} s {:>12.0} msg/s", events as f64 / produce_s);
+
+    let (bare_s, bytes) = bare_consumer(&kafka, events);
+    let bare_rate = events as f64 / bare_s;
+    println!(
+        "bare consumer  {events:>10} msgs {bare_s:>8.2} s {bare_rate:>12.0} msg/s  ({:.0} MB/s, {} B/msg avg)",
+        bytes as f64 / bare_s / 1e6,
+        bytes / events.max(1)
+    );
+
+    let lake = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("USAGEFLOW_BENCH_PHASE", "ingest")
+        .env("USAGEFLOW_BENCH_TOPIC", &topic)
+        .env("USAGEFLOW_BENCH_LAKE", lake.path())
+        .env("USAGEFLOW_BENCH_EVENTS", events.to_string())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("ingest phase failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr)));
+    let f: Vec<f64> = result.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let (ingest_s, rss) = (f[1], f[2]);
+    let rate = events as f64 / ingest_s;
+    println!(
+        "ingester       {events:>10} msgs {ingest_s:>8.2} s {rate:>12.0} msg/s  ({:.0} % of bare, peak RSS {rss:.0} MiB, {} lake commits)",
+        100.0 * rate / bare_rate,
+        f[6]
+    );
+    println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
+
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = rt.block_on(Manifests::new(store.clone(), "bench").state()).unwrap();
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    assert!(totals == truth.records, "lake totals differ from the generated truth");
+    assert_eq!(f[3] as u64, truth.valid);
+    println!("verified: {} usage records equal the generated truth", totals.len());
+}
