@@ -95,6 +95,29 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
         );
     }
 
+    // Compaction folds the small files; two compactions racing on the same files: one wins.
+    let records_files = state.files_of(usageflow_lake::Table::Records).count();
+    let (a, b) = rt.block_on(async {
+        let (ma, mb) = (Manifests::new(store.clone(), "compact-a"), Manifests::new(store.clone(), "compact-b"));
+        ma.state().await.unwrap();
+        mb.state().await.unwrap();
+        tokio::join!(
+            usageflow_lake::compact::compact_records(&store, &ma, 2),
+            usageflow_lake::compact::compact_records(&store, &mb, 2)
+        )
+    });
+    let wins: Vec<_> = [&a, &b].into_iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(wins.len(), 1, "{a:?} {b:?}");
+    assert!(wins[0].groups > 0 && wins[0].rows_after < wins[0].rows_before, "{:?}", wins[0]);
+    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
+    let compacted_files = state.files_of(usageflow_lake::Table::Records).count();
+    assert!(compacted_files < records_files, "{compacted_files} files after, {records_files} before");
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    assert!(totals == truth.records, "compaction changed the totals");
+    let (_, records_rows) =
+        state.files_of(usageflow_lake::Table::Records).fold((0, 0), |(f, r), x| (f + 1, r + x.rows));
+    assert_eq!(records_rows as usize, truth.records.len(), "one row per usage record after compaction");
+
     // The same events again (same ids): nothing is counted twice, the bad ones are rejected again.
     let again = loadgen::produce(&kafka, &index, &spec).unwrap();
     let ingester = Ingester { counters: Arc::new(Counters::default()), ..ingester };

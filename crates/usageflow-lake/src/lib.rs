@@ -9,6 +9,7 @@
 //! The lake itself is Parquet files (`tables`) made visible by atomic commits (`manifest`),
 //! under the Hive-style layout in `paths`.
 
+pub mod compact;
 mod error;
 pub mod manifest;
 pub mod paths;

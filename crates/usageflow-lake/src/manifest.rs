@@ -129,6 +129,9 @@ pub enum CommitError {
          this writer no longer owns it"
     )]
     Conflict { topic: String, partition: i32, expected: Option<i64>, found: Option<i64> },
+    /// A file the commit replaces is no longer live (another compaction replaced it).
+    #[error("file {path} was already removed from the lake by another commit")]
+    Removed { path: String },
     /// The object store failed.
     #[error("lake commit I/O at {path}: {source}")]
     Store {
@@ -218,6 +221,9 @@ impl Manifests {
     pub async fn commit(&self, request: &CommitRequest) -> Result<u64, CommitError> {
         loop {
             let state = self.state().await?;
+            if let Some(gone) = request.remove.iter().find(|p| !state.files.contains_key(*p)) {
+                return Err(CommitError::Removed { path: gone.clone() });
+            }
             for (topic, partitions) in &request.advance {
                 for (partition, (expected, _)) in partitions {
                     let found = state.offset(topic, *partition);

@@ -117,6 +117,13 @@ pub enum LakeAction {
     Status,
     /// Per-record totals (sum of all committed deltas) as JSON lines.
     Totals,
+    /// Fold the small records files of each product and month into one file (atomic; safe
+    /// while ingesting).
+    Compact {
+        /// Only groups with at least this many files.
+        #[arg(long, default_value_t = 8)]
+        min_files: usize,
+    },
 }
 
 /// `usageflow config ...`

@@ -155,8 +155,16 @@ fn totals_json(key: &usageflow_lake::tables::RecordKey, t: &usageflow_lake::tabl
 pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
     let store = usageflow_lake::open_store(&config.store)?;
     let rt = runtime()?;
-    let state = rt.block_on(Manifests::new(store.clone(), "cli").state())?;
+    let manifests = Manifests::new(store.clone(), "cli");
+    let state = rt.block_on(manifests.state())?;
     match action {
+        LakeAction::Compact { min_files } => {
+            let report = rt.block_on(usageflow_lake::compact::compact_records(&store, &manifests, min_files))?;
+            println!(
+                "compacted {} product-month group(s): {} files with {} rows into {} rows",
+                report.groups, report.files_removed, report.rows_before, report.rows_after
+            );
+        }
         LakeAction::Status => {
             println!("lake {} at version {}", config.store.url, state.version);
             for (topic, partitions) in &state.offsets {

@@ -1,0 +1,228 @@
+//! Compaction: folds the many small `records` files of a product and month (one per flush
+//! and partition) into one file with one row per usage record.
+//!
+//! Compaction commits a manifest that removes the old files and adds the new one, in one
+//! atomic step, without touching Kafka positions; readers see either the old files or the
+//! new one. If another compaction removed one of the files first, the commit is refused and
+//! nothing changes. Ingestion may commit concurrently: its commits add other files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Decimal128Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::manifest::{CommitError, CommitRequest, DataFile, Manifests, Table};
+use crate::paths;
+use crate::tables::{ReadError, RecordRow, RecordsBuilder, read_parquet, to_parquet};
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// (product, month) groups compacted.
+    pub groups: usize,
+    /// Files replaced.
+    pub files_removed: usize,
+    /// Rows before.
+    pub rows_before: u64,
+    /// Rows after.
+    pub rows_after: u64,
+}
+
+/// Why compaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// Reading a file failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing the new file failed.
+    #[error("writing {path}: {reason}")]
+    Write { path: String, reason: String },
+    /// The commit was refused or failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// The identity of a record in a compaction (ordered for a stable output).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    product: String,
+    contract: String,
+    marketplace: String,
+    hub: String,
+    vendor: String,
+    provider: String,
+    asset: String,
+    item: Option<String>,
+    mpn: String,
+    precision: i8,
+    tier: Option<i8>,
+    category: Option<String>,
+    period_start: i64,
+    period_end: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sum {
+    quantity: i128,
+    amount: Option<i128>,
+    count: i64,
+    first: i64,
+    last: i64,
+    partition: i32,
+}
+
+fn fold(batch: &RecordBatch, into: &mut BTreeMap<Key, Sum>) {
+    let s = |n: &str| batch.column_by_name(n).expect("records column").as_string::<i32>();
+    let (product, contract, marketplace, hub, vendor, provider, asset, item, mpn, category) = (
+        s("product_id"),
+        s("contract_id"),
+        s("marketplace_id"),
+        s("hub_id"),
+        s("vendor_id"),
+        s("provider_id"),
+        s("asset_id"),
+        s("item_id"),
+        s("item_mpn"),
+        s("category_id"),
+    );
+    let col = |n: &str| batch.column_by_name(n).expect("records column");
+    let precision = col("item_precision").as_primitive::<Int8Type>();
+    let tier = col("tier").as_primitive::<Int8Type>();
+    let ts = |n: &str| col(n).as_primitive::<TimestampMicrosecondType>();
+    let (ps, pe, first, last) = (ts("period_start"), ts("period_end"), ts("first_event_at"), ts("last_event_at"));
+    let quantity = col("quantity").as_primitive::<Decimal128Type>();
+    let amount = col("amount").as_primitive::<Decimal128Type>();
+    let count = col("event_count").as_primitive::<Int64Type>();
+    let partition = col("kafka_partition").as_primitive::<Int32Type>();
+    let opt = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
+    for i in 0..batch.num_rows() {
+        let key = Key {
+            product: product.value(i).to_owned(),
+            contract: contract.value(i).to_owned(),
+            marketplace: marketplace.value(i).to_owned(),
+            hub: hub.value(i).to_owned(),
+            vendor: vendor.value(i).to_owned(),
+            provider: provider.value(i).to_owned(),
+            asset: asset.value(i).to_owned(),
+            item: opt(item, i),
+            mpn: mpn.value(i).to_owned(),
+            precision: precision.value(i),
+            tier: tier.is_valid(i).then(|| tier.value(i)),
+            category: opt(category, i),
+            period_start: ps.value(i),
+            period_end: pe.value(i),
+        };
+        let row = Sum {
+            quantity: quantity.value(i),
+            amount: amount.is_valid(i).then(|| amount.value(i)),
+            count: count.value(i),
+            first: first.value(i),
+            last: last.value(i),
+            partition: partition.value(i),
+        };
+        into.entry(key)
+            .and_modify(|s| {
+                s.quantity += row.quantity;
+                s.amount = match (s.amount, row.amount) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+                s.count += row.count;
+                s.first = s.first.min(row.first);
+                s.last = s.last.max(row.last);
+                s.partition = s.partition.min(row.partition);
+            })
+            .or_insert(row);
+    }
+}
+
+fn nonce() -> u128 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    nanos ^ (u128::from(std::process::id()) << 64)
+}
+
+/// Compacts every (product, month) group of `records` that has at least `min_files` files.
+pub async fn compact_records(
+    store: &Arc<dyn ObjectStore>,
+    manifests: &Manifests,
+    min_files: usize,
+) -> Result<CompactionReport, CompactError> {
+    let state = manifests.state().await?;
+    let mut groups: BTreeMap<(String, String), Vec<&DataFile>> = BTreeMap::new();
+    for file in state.files_of(Table::Records) {
+        let key = (file.product.clone().unwrap_or_default(), file.partition_value.clone().unwrap_or_default());
+        groups.entry(key).or_default().push(file);
+    }
+    let mut report = CompactionReport::default();
+    let mut request = CommitRequest { operation: "compact".to_owned(), ..CommitRequest::default() };
+    for ((product, month), files) in groups {
+        if files.len() < min_files.max(2) {
+            continue;
+        }
+        let mut sums = BTreeMap::new();
+        for file in &files {
+            for batch in read_parquet(store, &file.path).await? {
+                fold(&batch, &mut sums);
+            }
+            report.rows_before += file.rows;
+            request.remove.push(file.path.clone());
+        }
+        let mut builder = RecordsBuilder::default();
+        for (k, v) in &sums {
+            builder.push(&RecordRow {
+                product_id: &k.product,
+                contract_id: &k.contract,
+                marketplace_id: &k.marketplace,
+                hub_id: &k.hub,
+                vendor_id: &k.vendor,
+                provider_id: &k.provider,
+                asset_id: &k.asset,
+                item_id: k.item.as_deref(),
+                item_mpn: &k.mpn,
+                item_precision: k.precision,
+                tier: k.tier,
+                category_id: k.category.as_deref(),
+                period_start: k.period_start,
+                period_end: k.period_end,
+                quantity: v.quantity,
+                amount: v.amount,
+                event_count: v.count,
+                first_event_at: v.first,
+                last_event_at: v.last,
+                kafka_partition: v.partition,
+            });
+        }
+        let batch = builder.finish();
+        let path = paths::records_prefix()
+            .join(format!("product={product}"))
+            .join(format!("month={month}"))
+            .join(format!("compacted-v{:020}-{:x}.parquet", state.version + 1, nonce()));
+        let bytes =
+            to_parquet(&batch).map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
+        let len = bytes.len() as u64;
+        store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
+        request.add.push(DataFile {
+            path: path.to_string(),
+            table: Table::Records,
+            rows: batch.num_rows() as u64,
+            bytes: len,
+            kafka_partition: None,
+            offset_start: None,
+            offset_end: None,
+            product: Some(product),
+            partition_value: Some(month),
+        });
+        report.groups += 1;
+        report.files_removed += files.len();
+        report.rows_after += batch.num_rows() as u64;
+    }
+    if report.groups > 0 {
+        manifests.commit(&request).await?;
+    }
+    Ok(report)
+}
