@@ -592,6 +592,8 @@ impl Flusher {
 
     fn flush(&self, runtime: &tokio::runtime::Handle, mut job: FlushJob) -> Result<(), PipelineError> {
         let started = Instant::now();
+        let span = tracing::info_span!("flush", topic = %self.topic, partitions = job.parts.len());
+        let _entered = span.enter();
         // 1. Data files, then 2. the lake commit.
         let mut request = CommitRequest { operation: "ingest".to_owned(), ..CommitRequest::default() };
         let mut parts = std::mem::take(&mut job.parts);
@@ -726,6 +728,8 @@ impl Ingester {
     /// One run: from the committed state until `stop` (Ok) or a failure (Err).
     pub fn run_once(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
         let instance = self.config.instance();
+        let span = tracing::info_span!("ingest", topic = %self.kafka.topic, group = %self.kafka.group_id, instance = %instance);
+        let _entered = span.enter();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("usageflow-io")
