@@ -62,7 +62,7 @@ const INSTRUCTIONS: [&str; 8] = [
 
 /// Writes one workbook. `rows` yields the record rows as cells in `columns` order
 /// (empty strings leave a cell empty).
-pub fn write_workbook<'a, I, R>(
+pub fn write_workbook<I, R, S>(
     general: &[(String, String)],
     categories: &[Category],
     columns: &[&str],
@@ -70,7 +70,8 @@ pub fn write_workbook<'a, I, R>(
 ) -> Result<Vec<u8>, WriteError>
 where
     I: IntoIterator<Item = R>,
-    R: AsRef<[&'a str]>,
+    R: AsRef<[S]>,
+    S: AsRef<str>,
 {
     let mut book = rust_xlsxwriter::Workbook::new();
     let bold = rust_xlsxwriter::Format::new().set_bold();
@@ -113,8 +114,9 @@ where
             return Err(WriteError(format!("more than {MAX_RECORDS_PER_SHEET} records in one sheet; use write_split")));
         }
         for (c, value) in row.as_ref().iter().enumerate() {
+            let value = value.as_ref();
             if !value.is_empty() {
-                sheet.write_string(r, c as u16, *value)?;
+                sheet.write_string(r, c as u16, value)?;
             }
         }
     }
@@ -124,7 +126,7 @@ where
 /// Writes records into as many workbooks as Excel's row limit needs (`per_file` records each,
 /// at most [`MAX_RECORDS_PER_SHEET`]). `general_for(part, parts)` gives each workbook's
 /// attributes (for example its own report id and counts).
-pub fn write_split<'a, R>(
+pub fn write_split<R, S>(
     general_for: impl Fn(usize, usize) -> Vec<(String, String)>,
     categories: &[Category],
     columns: &[&str],
@@ -132,7 +134,8 @@ pub fn write_split<'a, R>(
     per_file: usize,
 ) -> Result<Vec<Vec<u8>>, WriteError>
 where
-    R: AsRef<[&'a str]>,
+    R: AsRef<[S]>,
+    S: AsRef<str>,
 {
     let per_file = per_file.clamp(1, MAX_RECORDS_PER_SHEET);
     let parts = rows.len().div_ceil(per_file).max(1);
