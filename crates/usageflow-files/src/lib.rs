@@ -3,13 +3,17 @@
 //! [`xlsx`] reads vendor uploads (the records sheet `records` or the legacy `usage_records`,
 //! optional `general` and `categories`), bounded against oversized, encrypted and zip-bomb
 //! uploads; [`validate`] checks their records row by row against the catalogue and the file;
-//! [`write`] produces workbooks with the structure of Connect's processed files.
+//! [`write`] produces workbooks with the structure of Connect's processed files;
+//! [`service`] runs the file workflow with its documents (create, upload → processed file →
+//! ready or invalid, review).
 
+pub mod service;
 pub mod validate;
 pub mod write;
 pub mod xlsx;
 mod zipdir;
 
+pub use service::{CreateFile, FileService, ServiceError, UploadOutcome};
 pub use validate::{FileContext, RowError, ValidRecord, Validation, validate};
 pub use write::{MAX_RECORDS_PER_SHEET, WriteError, record_columns, write_split, write_workbook};
 pub use xlsx::{CategoryRow, ReadLimits, SheetRow, UsageWorkbook, XlsxError, read_workbook};

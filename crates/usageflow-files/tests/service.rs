@@ -1,0 +1,161 @@
+//! The file workflow with its documents, on a local store: create after the prerequisite
+//! checks, upload → processed file → ready or invalid, then review.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use usageflow_files::{CreateFile, FileService, ReadLimits, ServiceError, read_workbook};
+use usageflow_model::{Actor, FileChange, FileStatus, Period, Ref};
+use usageflow_workflow::{FixedClock, WorkflowStore};
+
+fn service(dir: &Path) -> FileService {
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
+    let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
+    let catalogue =
+        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap();
+    FileService::new(store.clone(), WorkflowStore::new(store, clock), Arc::new(catalogue))
+}
+
+fn vendor() -> Actor {
+    Actor::vendor("VA-200-002", Ref { id: "SU-1".into(), name: "Fieldlink billing".into() })
+}
+
+fn provider() -> Actor {
+    Actor::provider("PA-500-001", Ref { id: "SU-2".into(), name: "Northwind usage desk".into() })
+}
+
+fn request() -> CreateFile {
+    CreateFile {
+        product: "PRD-200-200-002".into(),
+        contract: "CRD-20001-10001-00001".into(),
+        period: Period {
+            from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        },
+        name: None,
+        description: "November".into(),
+        note: String::new(),
+        external_id: "fieldlink-2026-11".into(),
+        currency: None,
+    }
+}
+
+fn workbook(rows: &[[&str; 8]]) -> Vec<u8> {
+    let columns = [
+        "record_id",
+        "item_search_criteria",
+        "item_search_value",
+        "quantity",
+        "start_time_utc",
+        "end_time_utc",
+        "asset_search_criteria",
+        "asset_search_value",
+    ];
+    let rows: Vec<Vec<&str>> = rows.iter().map(|r| r.to_vec()).collect();
+    usageflow_files::write_workbook(&[], &[], &columns, &rows).unwrap()
+}
+
+#[tokio::test]
+async fn upload_process_submit_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let file = svc.create(&vendor(), request()).await.unwrap();
+    assert_eq!((file.status, file.name.as_str()), (FileStatus::Draft, "11/01/2026 - 11/30/2026"));
+    assert_eq!(file.provider.id, "PA-500-001");
+    // Same external id: the same file.
+    assert_eq!(svc.create(&vendor(), request()).await.unwrap().id, file.id);
+
+    // An invalid upload: the processed file says which rows and why.
+    let bad = workbook(&[
+        [
+            "r1",
+            "item.mpn",
+            "FL-SMS",
+            "2",
+            "2026-11-01 00:00:00",
+            "2026-11-01 23:59:59",
+            "asset.id",
+            "AS-1000-0719-1201",
+        ],
+        [
+            "r2",
+            "item.mpn",
+            "FL-SMS",
+            "2.5",
+            "2026-11-01 00:00:00",
+            "2026-11-01 23:59:59",
+            "asset.id",
+            "AS-1000-0719-1201",
+        ],
+    ]);
+    let outcome = svc.upload(&vendor(), &file.id, "nov.xlsx", bad).await.unwrap();
+    assert_eq!(outcome.file.status, FileStatus::Invalid);
+    assert_eq!((outcome.file.records.valid, outcome.file.records.invalid), (1, 1));
+    assert_eq!(outcome.file.error_detail.as_deref(), Some("1 of 2 records are invalid; see the processed file"));
+    let processed = svc.document(outcome.file.processed_file.as_ref().unwrap()).await.unwrap();
+    let book = read_workbook(&processed, &ReadLimits::default()).unwrap();
+    assert_eq!(book.general["report_id"], file.id);
+    assert_eq!(book.general["invalid_records"], "1");
+    assert_eq!(book.records[0].get("status"), Some("valid"));
+    assert_eq!(book.records[1].get("status"), Some("invalid"));
+    assert!(
+        book.records[1].get("error").unwrap().starts_with("quantity: quantity 2.5 of item FL-SMS"),
+        "{:?}",
+        book.records[1]
+    );
+
+    // Submitting an invalid file is refused with the reason.
+    let err = svc.workflow().act(&file.id, FileChange::Submit, &vendor()).await.unwrap_err();
+    assert!(err.to_string().contains("fix them and upload again"), "{err}");
+
+    // A corrupt upload: invalid, with the reader's reason.
+    let outcome = svc.upload(&vendor(), &file.id, "broken.xlsx", b"not a workbook".to_vec()).await.unwrap();
+    assert_eq!(outcome.file.status, FileStatus::Invalid);
+    assert!(outcome.file.error_detail.as_deref().unwrap().contains("not an XLSX workbook"));
+
+    // A valid upload, then the review.
+    let good = workbook(&[
+        [
+            "r1",
+            "item.mpn",
+            "FL-SMS",
+            "2",
+            "2026-11-01 00:00:00",
+            "2026-11-01 23:59:59",
+            "asset.id",
+            "AS-1000-0719-1201",
+        ],
+        [
+            "r2",
+            "item.mpn",
+            "FL-DATA-MB",
+            "2.5",
+            "2026-11-02 00:00:00",
+            "2026-11-02 23:59:59",
+            "asset.id",
+            "AS-1000-0719-1201",
+        ],
+    ]);
+    let outcome = svc.upload(&vendor(), &file.id, "nov-fixed.xlsx", good).await.unwrap();
+    assert_eq!(outcome.file.status, FileStatus::Ready);
+    assert_eq!(outcome.file.stats.validated, 2);
+    svc.workflow().act(&file.id, FileChange::Submit, &vendor()).await.unwrap();
+    let accepted = svc.workflow().act(&file.id, FileChange::Accept { note: "ok".into() }, &provider()).await.unwrap();
+    assert_eq!((accepted.status, accepted.stats.accepted), (FileStatus::Accepted, 2));
+
+    // After acceptance the vendor cannot upload again.
+    let err = svc.upload(&vendor(), &file.id, "late.xlsx", workbook(&[])).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Workflow(_)), "{err}");
+    assert!(err.to_string().contains("report corrections in a new file"), "{err}");
+}
+
+#[tokio::test]
+async fn prerequisites_are_checked_on_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let mut req = request();
+    req.contract = "CRD-20001-10003-00001".into();
+    let err = svc.create(&vendor(), req).await.unwrap_err();
+    assert_eq!(err.to_string(), "distribution contract CRD-20001-10003-00001 is terminated, not active");
+}
