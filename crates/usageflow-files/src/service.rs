@@ -83,6 +83,11 @@ impl FileService {
         Self { store, workflow, catalogue, limits: ReadLimits::default() }
     }
 
+    /// The catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
     /// The workflow store.
     pub fn workflow(&self) -> &WorkflowStore {
         &self.workflow

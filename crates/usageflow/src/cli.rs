@@ -80,6 +80,11 @@ pub enum Command {
         #[arg(long)]
         truth: Option<PathBuf>,
     },
+    /// Usage files: create, upload (validate, processed file), submit, review, close, inspect.
+    Files {
+        #[command(subcommand)]
+        action: FilesAction,
+    },
     /// Inspect the lake: committed version, Kafka positions, files, per-record totals.
     Lake {
         #[command(subcommand)]
@@ -108,6 +113,70 @@ pub enum CatalogAction {
         #[arg(long)]
         contract: String,
     },
+}
+
+/// `usageflow files ...`. Vendor steps act as the file's vendor, provider steps as its provider.
+#[derive(Debug, Subcommand)]
+pub enum FilesAction {
+    /// Create a usage file (draft) for a product under a distribution contract and a period.
+    Create {
+        /// Product id.
+        #[arg(long)]
+        product: String,
+        /// Distribution contract id.
+        #[arg(long)]
+        contract: String,
+        /// First day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Vendor's reference; creating again with it returns the same file.
+        #[arg(long, default_value = "")]
+        external_id: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Upload a Connect-format XLSX: it is validated and the file becomes ready or invalid.
+    Upload {
+        /// File id (UF-…).
+        id: String,
+        /// The workbook.
+        path: PathBuf,
+        /// Write the processed workbook (rows with status and error) here.
+        #[arg(long)]
+        processed: Option<PathBuf>,
+    },
+    /// Submit a ready file to the provider (vendor).
+    Submit { id: String },
+    /// Accept a pending file (provider).
+    Accept {
+        id: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reject a pending file with the reason (provider).
+    Reject {
+        id: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// Approve every record of a pending file before accepting it (provider).
+    ApproveAll { id: String },
+    /// Close an accepted file (provider).
+    Close { id: String },
+    /// Delete a draft, invalid, ready or rejected file (vendor).
+    Delete { id: String },
+    /// Regenerate the processed output of an accepted or closed file (provider).
+    Reprocess { id: String },
+    /// Show a file as JSON.
+    Show { id: String },
+    /// The file's audit trail: every step, who and when.
+    History { id: String },
+    /// List every file: id, status, schema, period, product, records.
+    List,
 }
 
 /// `usageflow lake ...`
@@ -201,6 +270,7 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             crate::run::loadgen(&config, &spec, partitions, truth.as_deref())
         }
         Command::Lake { action } => crate::run::lake(&config, action),
+        Command::Files { action } => crate::files::run(&config, action),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod run;
 
 pub use config::{Config, ConfigError, LogConfig, LogFormat};

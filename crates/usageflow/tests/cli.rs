@@ -90,3 +90,75 @@ fn catalog_check_and_prerequisites() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("is terminated, not active"), "{}", stdout(&out));
 }
+
+#[test]
+fn files_workflow_from_the_command_line() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("store.url={}", dir.path().join("store").display());
+    let catalog = format!("catalog.dir={root}/config/catalog");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--set", store.as_str(), "--set", catalog.as_str(), "files"];
+        all.extend_from_slice(args);
+        usageflow(&all, &[])
+    };
+    let out = run(&[
+        "create",
+        "--product",
+        "PRD-200-200-002",
+        "--contract",
+        "CRD-20001-10001-00001",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).split_whitespace().next().unwrap().to_owned();
+    assert!(id.starts_with("UF-2026-11-"), "{}", stdout(&out));
+
+    let columns = [
+        "record_id",
+        "item_search_criteria",
+        "item_search_value",
+        "quantity",
+        "start_time_utc",
+        "end_time_utc",
+        "asset_search_criteria",
+        "asset_search_value",
+    ];
+    let rows = [[
+        "r1",
+        "item.mpn",
+        "FL-SMS",
+        "7",
+        "2026-11-03 00:00:00",
+        "2026-11-03 23:59:59",
+        "asset.id",
+        "AS-1000-0719-1201",
+    ]];
+    let bytes = usageflow_files::write_workbook(&[], &[], &columns, rows.iter().map(|r| r.to_vec())).unwrap();
+    let upload = dir.path().join("november.xlsx");
+    std::fs::write(&upload, bytes).unwrap();
+    let processed = dir.path().join("processed.xlsx");
+    let out = run(&["upload", &id, upload.to_str().unwrap(), "--processed", processed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains(" ready "), "{}", stdout(&out));
+    assert!(processed.exists());
+
+    let out = run(&["accept", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("only pending files can be reviewed"), "{}", stderr(&out));
+    assert!(run(&["submit", &id]).status.success());
+    let out = run(&["accept", &id, "--note", "fine"]);
+    assert!(stdout(&out).contains(" accepted "), "{}{}", stdout(&out), stderr(&out));
+
+    let history = stdout(&run(&["history", &id]));
+    let steps: Vec<_> = history.lines().map(|l| l.split_whitespace().nth(3).unwrap_or("").to_owned()).collect();
+    assert_eq!(
+        steps,
+        ["Create", "Upload", "Stored", "ProcessingStarted", "Processed", "Submit", "Accept"],
+        "{history}"
+    );
+    assert!(stdout(&run(&["list"])).contains(&id));
+}

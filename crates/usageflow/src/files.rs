@@ -1,0 +1,136 @@
+//! `usageflow files ...`: the usage-file workflow from the command line.
+#![allow(clippy::print_stdout)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use usageflow_files::{CreateFile, FileService};
+use usageflow_model::{Actor, FileChange, Period, Ref, UsageFile};
+use usageflow_workflow::{SystemClock, WorkflowStore};
+
+use crate::cli::FilesAction;
+use crate::config::Config;
+
+fn operator() -> Ref {
+    let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+    Ref { id: format!("cli:{user}"), name: user }
+}
+
+fn vendor_of(file: &UsageFile) -> Actor {
+    Actor::vendor(&file.vendor.id, operator())
+}
+
+fn provider_of(file: &UsageFile) -> Actor {
+    Actor::provider(&file.provider.id, operator())
+}
+
+fn summary(file: &UsageFile) -> String {
+    format!(
+        "{} {:<10} {} {} .. {} {} valid {} invalid {}{}",
+        file.id,
+        file.status.as_str(),
+        file.schema.sheet_name(),
+        file.period.from,
+        file.period.to,
+        file.product.id,
+        file.records.valid,
+        file.records.invalid,
+        file.error_detail.as_deref().map(|d| format!("  ({d})")).unwrap_or_default()
+    )
+}
+
+/// Runs a `files` action.
+pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
+    let store = usageflow_lake::open_store(&config.store)?;
+    let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
+    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let wf = service.workflow();
+        let step = |id: String, change: FileChange, provider: bool| {
+            let service = service.clone();
+            async move {
+                let file = service.workflow().get(&id).await?;
+                let actor = if provider { provider_of(&file) } else { vendor_of(&file) };
+                let file = service.workflow().act(&id, change, &actor).await?;
+                println!("{}", summary(&file));
+                Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+            }
+        };
+        match action {
+            FilesAction::Create { product, contract, from, to, external_id, description } => {
+                let catalogue_vendor =
+                    service.catalogue().product(&product).map(|p| p.vendor.clone()).unwrap_or_default();
+                let actor = Actor::vendor(&catalogue_vendor, operator());
+                let req = CreateFile {
+                    product,
+                    contract,
+                    period: Period { from, to },
+                    name: None,
+                    description,
+                    note: String::new(),
+                    external_id,
+                    currency: None,
+                };
+                let file = service.create(&actor, req).await?;
+                println!("{}", summary(&file));
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::Upload { id, path, processed } => {
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let file = wf.get(&id).await?;
+                let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let outcome = service.upload(&vendor_of(&file), &id, &filename, bytes).await?;
+                println!("{}", summary(&outcome.file));
+                for e in outcome.validation.errors.iter().take(20) {
+                    println!("  row {:>6} {:<24} {}", e.row, e.column.as_deref().unwrap_or("-"), e.reason);
+                }
+                if outcome.validation.errors.len() > 20 {
+                    println!("  ... {} more problems in the processed file", outcome.validation.errors.len() - 20);
+                }
+                if let (Some(out), Some(object)) = (processed, &outcome.file.processed_file) {
+                    std::fs::write(&out, service.document(object).await?)?;
+                    println!("processed file written to {}", out.display());
+                }
+                Ok(if outcome.file.status == usageflow_model::FileStatus::Ready {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            FilesAction::Submit { id } => step(id, FileChange::Submit, false).await,
+            FilesAction::Accept { id, note } => step(id, FileChange::Accept { note }, true).await,
+            FilesAction::Reject { id, note } => step(id, FileChange::Reject { note }, true).await,
+            FilesAction::ApproveAll { id } => step(id, FileChange::ApproveAll, true).await,
+            FilesAction::Close { id } => step(id, FileChange::Close, true).await,
+            FilesAction::Delete { id } => step(id, FileChange::Delete, false).await,
+            FilesAction::Reprocess { id } => step(id, FileChange::Reprocess, true).await,
+            FilesAction::Show { id } => {
+                println!("{}", serde_json::to_string_pretty(&wf.get(&id).await?)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::History { id } => {
+                let (_, events) = wf.history(&id).await?;
+                for e in events {
+                    let by =
+                        e.actor.by.as_ref().map_or_else(|| "system".to_owned(), |b| format!("{} ({})", b.name, b.id));
+                    println!(
+                        "{:>3} {} {:<8} {:<20} {by}",
+                        e.seq,
+                        e.at.to_rfc3339(),
+                        e.actor.role.to_string(),
+                        format!("{:?}", e.change.action())
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::List => {
+                for file in wf.list().await? {
+                    println!("{}", summary(&file));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
