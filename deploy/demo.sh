@@ -52,3 +52,15 @@ else
   echo "== MISMATCH between the lake and the generated truth" >&2
   exit 1
 fi
+
+echo "== compiling this month's usage file for Fieldlink Connectivity (QT) and walking it through review"
+month_start="$(date -u +%Y-%m-01)"
+month_end="$(date -u -d "$month_start +1 month -1 day" +%Y-%m-%d)"
+out="$("$bin" --config config/usageflow.toml files compile --product PRD-200-200-002 \
+  --contract CRD-20001-10001-00001 --from "$month_start" --to "$month_end")"
+echo "$out"
+file_id="$(echo "$out" | head -n 1 | cut -d' ' -f1)"
+"$bin" --config config/usageflow.toml files submit "$file_id"
+"$bin" --config config/usageflow.toml files accept "$file_id" --note "checked by the demo"
+echo "audit trail of $file_id:"
+"$bin" --config config/usageflow.toml files history "$file_id"

@@ -280,6 +280,56 @@ impl FileService {
             .map_err(|e| ServiceError::Document(e.to_string()))
     }
 
+    /// Compiles the committed usage records of `product` under `contract` for `period` from
+    /// the lake into a usage file (created once per period) and uploads it through the same
+    /// validation as any vendor upload.
+    pub async fn compile(
+        &self,
+        actor: &Actor,
+        product: &str,
+        contract: &str,
+        period: Period,
+    ) -> Result<UploadOutcome, ServiceError> {
+        let state = usageflow_lake::Manifests::new(self.store.clone(), "compile")
+            .state()
+            .await
+            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        let req = CreateFile {
+            product: product.to_owned(),
+            contract: contract.to_owned(),
+            period,
+            name: None,
+            description: "Compiled from the usage lake".to_owned(),
+            note: String::new(),
+            external_id: format!("compiled:{}:{}", period.from, period.to),
+            currency: None,
+        };
+        let file = self.create(actor, req).await?;
+        let compiled = crate::compile::compile_from_lake(&self.store, &state, product, contract, file.schema, period)
+            .await
+            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        let categories: Vec<usageflow_model::Category> = compiled
+            .categories
+            .iter()
+            .map(|id| {
+                if id == "generic_category" {
+                    usageflow_model::Category::generic()
+                } else {
+                    usageflow_model::Category { id: id.clone(), name: id.clone(), description: None }
+                }
+            })
+            .collect();
+        let general = vec![
+            ("report_id".to_owned(), file.id.clone()),
+            ("usage_schema".to_owned(), file.schema.sheet_name().to_owned()),
+            ("lake_version".to_owned(), state.version.to_string()),
+            ("events".to_owned(), compiled.events.to_string()),
+        ];
+        let bytes = write_workbook(&general, &categories, &crate::write::record_columns(file.schema), &compiled.rows)
+            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        self.upload(actor, &file.id, &format!("{}-compiled.xlsx", file.id), bytes).await
+    }
+
     /// Reads a stored document (uploaded or processed workbook).
     pub async fn document(&self, object: &StoredObject) -> Result<Vec<u8>, ServiceError> {
         let path = Path::from(object.path.as_str());

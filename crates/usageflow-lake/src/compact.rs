@@ -44,33 +44,69 @@ pub enum CompactError {
     Commit(#[from] CommitError),
 }
 
-/// The identity of a record in a compaction (ordered for a stable output).
+/// The full identity of a usage record, as the `records` table stores it (ordered, so that
+/// anything built from a map of them is deterministic).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    product: String,
-    contract: String,
-    marketplace: String,
-    hub: String,
-    vendor: String,
-    provider: String,
-    asset: String,
-    item: Option<String>,
-    mpn: String,
-    precision: i8,
-    tier: Option<i8>,
-    category: Option<String>,
-    period_start: i64,
-    period_end: i64,
+pub struct Key {
+    /// Product.
+    pub product: String,
+    /// Contract.
+    pub contract: String,
+    /// Marketplace.
+    pub marketplace: String,
+    /// Hub.
+    pub hub: String,
+    /// Vendor.
+    pub vendor: String,
+    /// Provider.
+    pub provider: String,
+    /// Asset.
+    pub asset: String,
+    /// Item global id (`None` for dynamic items).
+    pub item: Option<String>,
+    /// Item MPN.
+    pub mpn: String,
+    /// Item precision (decimal places).
+    pub precision: i8,
+    /// Tier.
+    pub tier: Option<i8>,
+    /// Category.
+    pub category: Option<String>,
+    /// Period start (µs).
+    pub period_start: i64,
+    /// Period end, exclusive (µs).
+    pub period_end: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Sum {
-    quantity: i128,
-    amount: Option<i128>,
-    count: i64,
-    first: i64,
-    last: i64,
-    partition: i32,
+/// A usage record's sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sum {
+    /// Quantity (10^-8 units).
+    pub quantity: i128,
+    /// Amount (10^-8 units).
+    pub amount: Option<i128>,
+    /// Events.
+    pub count: i64,
+    /// Earliest event start (µs).
+    pub first: i64,
+    /// Latest event end (µs).
+    pub last: i64,
+    /// Lowest source partition.
+    pub partition: i32,
+}
+
+/// Reads `files` (of the `records` table) and sums their rows per usage record.
+pub async fn sum_records<'a>(
+    store: &Arc<dyn ObjectStore>,
+    files: impl IntoIterator<Item = &'a DataFile>,
+) -> Result<BTreeMap<Key, Sum>, ReadError> {
+    let mut sums = BTreeMap::new();
+    for file in files {
+        for batch in read_parquet(store, &file.path).await? {
+            fold(&batch, &mut sums);
+        }
+    }
+    Ok(sums)
 }
 
 fn fold(batch: &RecordBatch, into: &mut BTreeMap<Key, Sum>) {

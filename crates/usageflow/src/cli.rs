@@ -139,6 +139,22 @@ pub enum FilesAction {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Compile the lake's committed usage records of a product, contract and period into a
+    /// usage file (one per period) and process it like an upload.
+    Compile {
+        /// Product id.
+        #[arg(long)]
+        product: String,
+        /// Distribution contract id.
+        #[arg(long)]
+        contract: String,
+        /// First day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        to: chrono::NaiveDate,
+    },
     /// Upload a Connect-format XLSX: it is validated and the file becomes ready or invalid.
     Upload {
         /// File id (UF-…).

@@ -77,6 +77,21 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                 println!("{}", summary(&file));
                 Ok(ExitCode::SUCCESS)
             }
+            FilesAction::Compile { product, contract, from, to } => {
+                let vendor = service.catalogue().product(&product).map(|p| p.vendor.clone()).unwrap_or_default();
+                let outcome = service
+                    .compile(&Actor::vendor(&vendor, operator()), &product, &contract, Period { from, to })
+                    .await?;
+                println!("{}", summary(&outcome.file));
+                for e in outcome.validation.errors.iter().take(20) {
+                    println!("  row {:>6} {:<24} {}", e.row, e.column.as_deref().unwrap_or("-"), e.reason);
+                }
+                Ok(if outcome.file.status == usageflow_model::FileStatus::Ready {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
             FilesAction::Upload { id, path, processed } => {
                 let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 let file = wf.get(&id).await?;

@@ -1,0 +1,122 @@
+//! Compiling usage files from the lake's committed records.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use usageflow_files::{FileService, ReadLimits, read_workbook};
+use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
+use usageflow_lake::{CommitRequest, DataFile, Manifests, Table};
+use usageflow_model::{Actor, FileStatus, Period, Ref};
+use usageflow_workflow::{FixedClock, WorkflowStore};
+
+const DAY: i64 = 86_400_000_000;
+
+fn us(y: i32, m: u32, d: u32) -> i64 {
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap().timestamp_micros()
+}
+
+fn row<'a>(contract: &'a str, mpn: &'a str, item: &'a str, scale: i8, day: i64, quantity: i128) -> RecordRow<'a> {
+    RecordRow {
+        product_id: "PRD-200-200-002",
+        contract_id: contract,
+        marketplace_id: "MP-10001",
+        hub_id: "HB-0001-0001",
+        vendor_id: "VA-200-002",
+        provider_id: "PA-500-001",
+        asset_id: "AS-1000-0719-1201",
+        item_id: Some(item),
+        item_mpn: mpn,
+        item_precision: scale,
+        tier: None,
+        category_id: Some("data"),
+        period_start: day,
+        period_end: day + DAY,
+        quantity,
+        amount: None,
+        event_count: 2,
+        first_event_at: day,
+        last_event_at: day + 1000,
+        kafka_partition: 0,
+    }
+}
+
+async fn commit(store: &Arc<dyn ObjectStore>, name: &str, rows: &[RecordRow<'_>]) {
+    let mut b = RecordsBuilder::default();
+    for r in rows {
+        b.push(r);
+    }
+    let batch = b.finish();
+    let path = format!("lake/records/product=PRD-200-200-002/month=2026-11/{name}.parquet");
+    store.put(&path.as_str().into(), PutPayload::from(to_parquet(&batch).unwrap())).await.unwrap();
+    let file = DataFile {
+        path,
+        table: Table::Records,
+        rows: batch.num_rows() as u64,
+        bytes: 0,
+        kafka_partition: Some(0),
+        offset_start: None,
+        offset_end: None,
+        product: Some("PRD-200-200-002".into()),
+        partition_value: Some("2026-11".into()),
+    };
+    let m = Manifests::new(store.clone(), "test");
+    m.commit(&CommitRequest { operation: "ingest".into(), add: vec![file], ..Default::default() }).await.unwrap();
+}
+
+#[tokio::test]
+async fn compile_sums_the_period_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let (nov3, nov4) = (us(2026, 11, 3), us(2026, 11, 4));
+    let ours = "CRD-20001-10001-00001";
+    commit(
+        &store,
+        "a",
+        &[
+            row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 5 * 100_000_000),
+            row(ours, "FL-DATA-MB", "PRD-200-200-002-0001", 2, nov4, 125_000_000),
+        ],
+    )
+    .await;
+    commit(
+        &store,
+        "b",
+        &[
+            row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 2 * 100_000_000),
+            row("CRD-20001-10003-00001", "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 100_000_000),
+            row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, us(2026, 12, 1), 100_000_000),
+        ],
+    )
+    .await;
+
+    let catalogue =
+        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap();
+    let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
+    let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue));
+    let vendor = Actor::vendor("VA-200-002", Ref { id: "job".into(), name: "compiler".into() });
+    let period = Period {
+        from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+    };
+
+    let first = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap();
+    assert_eq!(first.file.status, FileStatus::Ready, "{:?}", first.validation.errors);
+    assert_eq!(first.file.records.valid, 2, "other contracts and other periods are left out");
+    let read = |bytes: Vec<u8>| read_workbook(&bytes, &ReadLimits::default()).unwrap();
+    let book = read(svc.document(first.file.uploaded_file.as_ref().unwrap()).await.unwrap());
+    let sms = book.records.iter().find(|r| r.get("item_search_value") == Some("PRD-200-200-002-0002")).unwrap();
+    assert_eq!(sms.get("quantity"), Some("7"), "5 + 2, integer precision");
+    assert_eq!(sms.get("start_time_utc"), Some("2026-11-03 00:00:00"));
+    assert_eq!(sms.get("end_time_utc"), Some("2026-11-03 23:59:59"));
+    let data = book.records.iter().find(|r| r.get("item_search_value") == Some("PRD-200-200-002-0001")).unwrap();
+    assert_eq!(data.get("quantity"), Some("1.25"));
+    assert_eq!(book.categories[0].id, "data");
+
+    // Again: the same file, the same rows in the same order.
+    let second = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap();
+    assert_eq!(second.file.id, first.file.id);
+    let again = read(svc.document(second.file.uploaded_file.as_ref().unwrap()).await.unwrap());
+    assert_eq!(again.records, book.records);
+}
