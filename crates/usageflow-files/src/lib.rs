@@ -16,5 +16,7 @@ mod zipdir;
 
 pub use service::{CreateFile, FileService, ServiceError, UploadOutcome};
 pub use validate::{FileContext, RowError, ValidRecord, Validation, validate};
-pub use write::{MAX_RECORDS_PER_SHEET, WriteError, record_columns, write_split, write_workbook};
+pub use write::{
+    MAX_RECORDS_PER_SHEET, WriteError, record_columns, write_csv, write_parquet, write_split, write_workbook,
+};
 pub use xlsx::{CategoryRow, ReadLimits, SheetRow, UsageWorkbook, XlsxError, read_workbook};

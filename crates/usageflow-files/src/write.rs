@@ -146,3 +146,94 @@ where
         })
         .collect()
 }
+
+/// Writes records as CSV (RFC 4180, a header row, UTF-8).
+pub fn write_csv<R, S>(columns: &[&str], rows: &[R]) -> Result<Vec<u8>, WriteError>
+where
+    R: AsRef<[S]>,
+    S: AsRef<str>,
+{
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(columns).map_err(|e| WriteError(e.to_string()))?;
+    for row in rows {
+        out.write_record(row.as_ref().iter().map(AsRef::as_ref)).map_err(|e| WriteError(e.to_string()))?;
+    }
+    out.into_inner().map_err(|e| WriteError(e.to_string()))
+}
+
+/// Writes records as Parquet: `quantity` and `amount` as `Decimal128(38, 8)`, the `*_time_utc`
+/// columns as UTC timestamps, `tier` as a small integer, everything else as text.
+pub fn write_parquet<R, S>(columns: &[&str], rows: &[R]) -> Result<Vec<u8>, WriteError>
+where
+    R: AsRef<[S]>,
+    S: AsRef<str>,
+{
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Decimal128Builder, Int8Builder, StringBuilder, TimestampMicrosecondBuilder};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use rust_decimal::Decimal;
+
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (c, name) in columns.iter().enumerate() {
+        let cell = |row: &R| row.as_ref().get(c).map(|s| s.as_ref().to_owned()).unwrap_or_default();
+        let bad = |row: usize, value: &str| WriteError(format!("row {row}: `{value}` in column {name} is not valid"));
+        match *name {
+            "quantity" | "amount" => {
+                let mut b = Decimal128Builder::with_capacity(rows.len());
+                for (i, row) in rows.iter().enumerate() {
+                    let text = cell(row);
+                    if text.is_empty() {
+                        b.append_null();
+                        continue;
+                    }
+                    let mut d: Decimal = text.parse().map_err(|_| bad(i + 1, &text))?;
+                    d.rescale(8);
+                    b.append_value(d.mantissa());
+                }
+                let array = b.finish().with_precision_and_scale(38, 8).map_err(|e| WriteError(e.to_string()))?;
+                fields.push(Field::new(*name, DataType::Decimal128(38, 8), true));
+                arrays.push(Arc::new(array));
+            }
+            "start_time_utc" | "end_time_utc" => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len());
+                for (i, row) in rows.iter().enumerate() {
+                    let text = cell(row);
+                    match crate::validate::parse_utc(&text) {
+                        Some(t) => b.append_value(t.timestamp_micros()),
+                        None if text.is_empty() => b.append_null(),
+                        None => return Err(bad(i + 1, &text)),
+                    }
+                }
+                fields.push(Field::new(*name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true));
+                arrays.push(Arc::new(b.finish().with_timezone("UTC")));
+            }
+            "tier" => {
+                let mut b = Int8Builder::with_capacity(rows.len());
+                for (i, row) in rows.iter().enumerate() {
+                    let text = cell(row);
+                    if text.is_empty() {
+                        b.append_null();
+                    } else {
+                        b.append_value(text.parse().map_err(|_| bad(i + 1, &text))?);
+                    }
+                }
+                fields.push(Field::new(*name, DataType::Int8, true));
+                arrays.push(Arc::new(b.finish()));
+            }
+            _ => {
+                let mut b = StringBuilder::new();
+                for row in rows {
+                    let text = cell(row);
+                    if text.is_empty() { b.append_null() } else { b.append_value(text) }
+                }
+                fields.push(Field::new(*name, DataType::Utf8, true));
+                arrays.push(Arc::new(b.finish()));
+            }
+        }
+    }
+    let batch = arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| WriteError(e.to_string()))?;
+    usageflow_lake::tables::to_parquet(&batch).map(|b| b.to_vec()).map_err(|e| WriteError(e.to_string()))
+}

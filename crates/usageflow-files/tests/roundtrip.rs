@@ -159,3 +159,37 @@ fn large_periods_split_into_valid_workbooks() {
     ids.dedup();
     assert_eq!(ids.len(), 25);
 }
+
+#[test]
+fn csv_and_parquet_carry_the_same_records() {
+    use arrow::array::AsArray;
+    let catalogue = catalogue();
+    let schema = ReportingSchema::Tr;
+    let data = rows(&catalogue, "PRD-100-100-001", "CRD-10001-10001-00001", schema, &[], 12);
+    let columns = record_columns(schema);
+    let csv_bytes = usageflow_files::write_csv(&columns, &data).unwrap();
+    let mut reader = csv::Reader::from_reader(&csv_bytes[..]);
+    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), columns);
+    let back: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
+    assert_eq!(back, data);
+
+    let parquet = usageflow_files::write_parquet(&columns, &data).unwrap();
+    let batches: Vec<_> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(parquet))
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let batch = &batches[0];
+    assert_eq!(batch.num_rows(), 12);
+    let q = columns.iter().position(|c| *c == "quantity").unwrap();
+    let quantity = batch.column(q).as_primitive::<arrow::datatypes::Decimal128Type>();
+    let expected: rust_decimal::Decimal = data[3][q].parse().unwrap();
+    assert_eq!(rust_decimal::Decimal::from_i128_with_scale(quantity.value(3), 8), expected);
+    let bad = vec![
+        data[0].iter().enumerate().map(|(i, v)| if i == q { "lots".to_owned() } else { v.clone() }).collect::<Vec<_>>(),
+    ];
+    let err = usageflow_files::write_parquet(&columns, &bad).unwrap_err();
+    assert!(err.to_string().contains("`lots` in column quantity"), "{err}");
+}
