@@ -6,11 +6,13 @@
 //! `files/{product}/{UF-id}/uploaded/{UF-id}-{n}.xlsx` and
 //! `files/{product}/{UF-id}/processed/{UF-id}-{n}-PROCESSED.xlsx`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rust_decimal::Decimal;
 use usageflow_model::{
     Actor, Catalogue, Environment, FileChange, NewFile, Period, Ref, ReportingSchema, StoredObject, UsageFile,
 };
@@ -32,6 +34,9 @@ pub enum ServiceError {
     /// A document could not be stored or written.
     #[error("{0}")]
     Document(String),
+    /// Compiling found nothing that the files already reported for the period lack.
+    #[error("nothing to report: the lake holds no usage beyond what {files} already report for this period")]
+    NothingNew { files: String },
 }
 
 /// What the vendor gives to create a file.
@@ -53,6 +58,8 @@ pub struct CreateFile {
     pub external_id: String,
     /// Currency (defaults to the marketplace's for schemas with amounts).
     pub currency: Option<String>,
+    /// The accepted file this one corrects (records reported after its acceptance).
+    pub corrects: Option<String>,
 }
 
 /// The outcome of an upload.
@@ -134,7 +141,7 @@ impl FileService {
             marketplace,
             contract: r(&scope.contract.id, &scope.contract.name),
             product: r(&product.id, &product.name),
-            corrects: None,
+            corrects: req.corrects,
         };
         Ok(self.workflow.create(CreateRequest { file, idempotency_key: key }, actor).await?)
     }
@@ -294,20 +301,87 @@ impl FileService {
             .state()
             .await
             .map_err(|e| ServiceError::Document(e.to_string()))?;
+        // Files compiled before for this period: once one is submitted, later usage goes into
+        // a correction file holding only what the submitted files lack.
+        let base_key = format!("compiled:{}:{}", period.from, period.to);
+        let earlier: Vec<UsageFile> = self
+            .workflow
+            .list()
+            .await?
+            .into_iter()
+            .filter(|f| f.product.id == product && f.contract.id == contract && f.external_id.starts_with(&base_key))
+            .filter(|f| f.status != usageflow_model::FileStatus::Deleted)
+            .collect();
+        let reported: Vec<&UsageFile> = earlier
+            .iter()
+            .filter(|f| {
+                use usageflow_model::FileStatus::{Accepted, Closed, Pending};
+                matches!(f.status, Pending | Accepted | Closed)
+            })
+            .collect();
+        let schema = self
+            .catalogue
+            .product(product)
+            .and_then(|p| p.capabilities.ppu.as_ref().map(|c| c.schema))
+            .unwrap_or(ReportingSchema::Qt);
+        let mut compiled = crate::compile::compile_from_lake(&self.store, &state, product, contract, schema, period)
+            .await
+            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        let (external_id, corrects) = if reported.is_empty() {
+            (base_key, None)
+        } else {
+            let columns = crate::write::record_columns(schema);
+            let at = |name: &str| columns.iter().position(|c| *c == name);
+            let (id_at, q_at, a_at) = (at("record_id"), at("quantity"), at("amount"));
+            let mut already: HashMap<String, (Decimal, Decimal)> = HashMap::new();
+            for file in &reported {
+                let Some(object) = &file.uploaded_file else { continue };
+                let book = read_workbook(&self.document(object).await?, &self.limits)
+                    .map_err(|e| ServiceError::Document(e.to_string()))?;
+                for row in &book.records {
+                    let entry = already.entry(row.get("record_id").unwrap_or_default().to_owned()).or_default();
+                    entry.0 += row.get("quantity").and_then(|q| q.parse::<Decimal>().ok()).unwrap_or_default();
+                    entry.1 += row.get("amount").and_then(|q| q.parse::<Decimal>().ok()).unwrap_or_default();
+                }
+            }
+            compiled.rows.retain_mut(|row| {
+                let (Some(id_at), Some(q_at)) = (id_at, q_at) else { return true };
+                let (q0, a0) = already.get(&row[id_at]).copied().unwrap_or_default();
+                let q: Decimal = row[q_at].parse().unwrap_or_default();
+                let delta = q - q0;
+                if delta <= Decimal::ZERO {
+                    return false;
+                }
+                row[q_at] = delta.to_string();
+                if let Some(a_at) = a_at {
+                    let a: Decimal = row[a_at].parse().unwrap_or_default();
+                    row[a_at] = (a - a0).max(Decimal::ZERO).normalize().to_string();
+                }
+                true
+            });
+            if compiled.rows.is_empty() {
+                let files: Vec<&str> = reported.iter().map(|f| f.id.as_str()).collect();
+                return Err(ServiceError::NothingNew { files: files.join(", ") });
+            }
+            (format!("{base_key}:correction-{}", reported.len()), Some(reported[0].id.clone()))
+        };
         let req = CreateFile {
             product: product.to_owned(),
             contract: contract.to_owned(),
             period,
             name: None,
-            description: "Compiled from the usage lake".to_owned(),
+            description: if corrects.is_some() {
+                "Correction compiled from the usage lake"
+            } else {
+                "Compiled from the usage lake"
+            }
+            .to_owned(),
             note: String::new(),
-            external_id: format!("compiled:{}:{}", period.from, period.to),
+            external_id,
             currency: None,
+            corrects,
         };
         let file = self.create(actor, req).await?;
-        let compiled = crate::compile::compile_from_lake(&self.store, &state, product, contract, file.schema, period)
-            .await
-            .map_err(|e| ServiceError::Document(e.to_string()))?;
         let categories: Vec<usageflow_model::Category> = compiled
             .categories
             .iter()

@@ -119,4 +119,45 @@ async fn compile_sums_the_period_and_is_deterministic() {
     assert_eq!(second.file.id, first.file.id);
     let again = read(svc.document(second.file.uploaded_file.as_ref().unwrap()).await.unwrap());
     assert_eq!(again.records, book.records);
+
+    // Submitted and accepted; then more usage for the period arrives.
+    let provider = Actor::provider("PA-500-001", Ref { id: "desk".into(), name: "desk".into() });
+    svc.workflow().act(&first.file.id, usageflow_model::FileChange::Submit, &vendor).await.unwrap();
+    svc.workflow()
+        .act(&first.file.id, usageflow_model::FileChange::Accept { note: String::new() }, &provider)
+        .await
+        .unwrap();
+    let nov5 = us(2026, 11, 5);
+    commit(
+        &store,
+        "c",
+        &[
+            row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 3 * 100_000_000),
+            row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov5, 100_000_000),
+        ],
+    )
+    .await;
+
+    // The new usage goes into a correction file, never into the accepted one.
+    let correction = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap();
+    assert_ne!(correction.file.id, first.file.id);
+    assert_eq!(correction.file.corrects.as_deref(), Some(first.file.id.as_str()));
+    assert_eq!(correction.file.status, FileStatus::Ready, "{:?}", correction.validation.errors);
+    let fix = read(svc.document(correction.file.uploaded_file.as_ref().unwrap()).await.unwrap());
+    let quantities: Vec<(&str, &str)> =
+        fix.records.iter().map(|r| (r.get("start_time_utc").unwrap(), r.get("quantity").unwrap())).collect();
+    assert_eq!(
+        quantities,
+        [("2026-11-03 00:00:00", "3"), ("2026-11-05 00:00:00", "1")],
+        "only what the accepted file lacks"
+    );
+    let accepted = svc.workflow().get(&first.file.id).await.unwrap();
+    assert_eq!((accepted.status, accepted.records.valid), (FileStatus::Accepted, 2));
+
+    // Compiling again reuses the open correction file; once it is submitted, nothing is new.
+    let again = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap();
+    assert_eq!(again.file.id, correction.file.id);
+    svc.workflow().act(&correction.file.id, usageflow_model::FileChange::Submit, &vendor).await.unwrap();
+    let err = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap_err();
+    assert!(err.to_string().starts_with("nothing to report"), "{err}");
 }

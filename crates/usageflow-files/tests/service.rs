@@ -38,6 +38,7 @@ fn request() -> CreateFile {
         note: String::new(),
         external_id: "fieldlink-2026-11".into(),
         currency: None,
+        corrects: None,
     }
 }
 

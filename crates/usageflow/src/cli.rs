@@ -165,6 +165,17 @@ pub enum FilesAction {
         #[arg(long)]
         processed: Option<PathBuf>,
     },
+    /// Export a file's records (its last uploaded workbook) as xlsx, csv or parquet.
+    Export {
+        /// File id (UF-…).
+        id: String,
+        /// Output format.
+        #[arg(long, value_parser = ["xlsx", "csv", "parquet"], default_value = "csv")]
+        format: String,
+        /// Output path.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Submit a ready file to the provider (vendor).
     Submit { id: String },
     /// Accept a pending file (provider).

@@ -72,6 +72,7 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                     note: String::new(),
                     external_id,
                     currency: None,
+                    corrects: None,
                 };
                 let file = service.create(&actor, req).await?;
                 println!("{}", summary(&file));
@@ -113,6 +114,26 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                 } else {
                     ExitCode::FAILURE
                 })
+            }
+            FilesAction::Export { id, format, out } => {
+                let file = wf.get(&id).await?;
+                let object = file.uploaded_file.as_ref().context("the file has no uploaded records yet")?;
+                let bytes = service.document(object).await?;
+                let book = usageflow_files::read_workbook(&bytes, &usageflow_files::ReadLimits::default())?;
+                let columns: Vec<&str> = book.columns.iter().map(String::as_str).collect();
+                let rows: Vec<Vec<String>> = book
+                    .records
+                    .iter()
+                    .map(|r| book.columns.iter().map(|c| r.get(c).unwrap_or_default().to_owned()).collect())
+                    .collect();
+                let data = match format.as_str() {
+                    "xlsx" => bytes,
+                    "parquet" => usageflow_files::write_parquet(&columns, &rows)?,
+                    _ => usageflow_files::write_csv(&columns, &rows)?,
+                };
+                std::fs::write(&out, data).with_context(|| format!("cannot write {}", out.display()))?;
+                println!("{} records of {id} written to {} ({format})", rows.len(), out.display());
+                Ok(ExitCode::SUCCESS)
             }
             FilesAction::Submit { id } => step(id, FileChange::Submit, false).await,
             FilesAction::Accept { id, note } => step(id, FileChange::Accept { note }, true).await,

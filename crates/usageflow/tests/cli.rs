@@ -161,4 +161,12 @@ fn files_workflow_from_the_command_line() {
         "{history}"
     );
     assert!(stdout(&run(&["list"])).contains(&id));
+    let csv_out = dir.path().join("records.csv");
+    let out = run(&["export", &id, "--format", "csv", "--out", csv_out.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv_text = std::fs::read_to_string(&csv_out).unwrap();
+    assert!(
+        csv_text.starts_with("record_id,item_search_criteria") && csv_text.contains("r1,item.mpn,FL-SMS,7,"),
+        "{csv_text}"
+    );
 }
