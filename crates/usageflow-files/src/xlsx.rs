@@ -235,8 +235,19 @@ fn data_rows(range: &Range<Data>, index: &BTreeMap<String, usize>) -> Vec<SheetR
 }
 
 /// Reads a usage workbook from its bytes.
+///
+/// A malformed workbook that makes the spreadsheet parser panic (fuzzing found cell
+/// references that overflow its arithmetic) is reported as [`XlsxError::NotXlsx`]; nothing
+/// an upload contains can take the process down.
 pub fn read_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, XlsxError> {
     check_archive(bytes, limits)?;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_workbook(bytes, limits))) {
+        Ok(result) => result,
+        Err(_) => Err(XlsxError::NotXlsx("the workbook is malformed (its sheet XML cannot be parsed)".to_owned())),
+    }
+}
+
+fn parse_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, XlsxError> {
     let mut workbook: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|e| XlsxError::NotXlsx(e.to_string()))?;
     let sheets = workbook.sheet_names();
     let range = |workbook: &mut Xlsx<_>, name: &str| {

@@ -173,3 +173,15 @@ fn hostile_uploads_are_refused_before_parsing() {
     let err = read_workbook(&fixture[..fixture.len() / 2], &limits).unwrap_err();
     assert!(matches!(err, XlsxError::NotXlsx(_)), "{err}");
 }
+
+/// Inputs found by fuzzing (fuzz/fuzz_targets/xlsx_read.rs) stay errors, never panics.
+#[test]
+fn fuzzer_findings_are_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let err = read_workbook(&bytes, &ReadLimits::default()).unwrap_err();
+        assert!(matches!(err, XlsxError::NotXlsx(_) | XlsxError::Sheet { .. }), "{}: {err}", path.display());
+    }
+}
