@@ -7,6 +7,7 @@
 //! [`service`] runs the file workflow with its documents (create, upload → processed file →
 //! ready or invalid, review).
 
+pub mod chunks;
 pub mod compile;
 pub mod service;
 pub mod validate;

@@ -146,6 +146,28 @@ impl FileService {
         Ok(self.workflow.create(CreateRequest { file, idempotency_key: key }, actor).await?)
     }
 
+    /// Snapshots on the service's store (chunks).
+    pub(crate) fn snapshots(&self) -> usageflow_workflow::Snapshots {
+        usageflow_workflow::Snapshots::new(self.store.clone())
+    }
+
+    /// Stores a generated document.
+    pub(crate) async fn store_document(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        filename: &str,
+    ) -> Result<StoredObject, ServiceError> {
+        self.put(path, bytes, filename).await
+    }
+
+    /// Accepts a pending file (provider) and generates its chunks, one per hub.
+    pub async fn accept(&self, actor: &Actor, file_id: &str, note: &str) -> Result<UsageFile, ServiceError> {
+        let file = self.workflow.act(file_id, FileChange::Accept { note: note.to_owned() }, actor).await?;
+        self.generate_chunks(file_id).await?;
+        Ok(file)
+    }
+
     async fn put(&self, path: &Path, bytes: Vec<u8>, filename: &str) -> Result<StoredObject, ServiceError> {
         let size = bytes.len() as u64;
         let digest = sha2_hex(&bytes);

@@ -160,3 +160,88 @@ async fn prerequisites_are_checked_on_create() {
     let err = svc.create(&vendor(), req).await.unwrap_err();
     assert_eq!(err.to_string(), "distribution contract CRD-20001-10003-00001 is terminated, not active");
 }
+
+#[tokio::test]
+async fn accepting_generates_chunks_per_hub_that_the_provider_closes() {
+    use usageflow_model::{ChunkStatus, ChunkStep};
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let file = svc.create(&vendor(), request()).await.unwrap();
+    let good = workbook(&[
+        [
+            "r1",
+            "item.mpn",
+            "FL-SMS",
+            "2",
+            "2026-11-01 00:00:00",
+            "2026-11-01 23:59:59",
+            "asset.id",
+            "AS-1000-0719-1201",
+        ],
+        [
+            "r2",
+            "item.mpn",
+            "FL-DATA-MB",
+            "2.5",
+            "2026-11-02 00:00:00",
+            "2026-11-02 23:59:59",
+            "asset.id",
+            "AS-1000-8638-1202",
+        ],
+    ]);
+    svc.upload(&vendor(), &file.id, "nov.xlsx", good).await.unwrap();
+    svc.workflow().act(&file.id, FileChange::Submit, &vendor()).await.unwrap();
+    svc.accept(&provider(), &file.id, "fine").await.unwrap();
+
+    let chunks = svc.chunks(&file.id).await.unwrap();
+    assert_eq!(chunks.len(), 1, "both assets are billed through one hub");
+    let chunk = &chunks[0];
+    assert!(chunk.id.starts_with("UFC-2026-11-") && chunk.id.ends_with("-0001"), "{}", chunk.id);
+    assert_eq!(
+        (chunk.status, chunk.binding.hub.id.as_str(), chunk.stats.accepted),
+        (ChunkStatus::Ready, "HB-0001-0001", 2)
+    );
+    let book =
+        read_workbook(&svc.document(chunk.document.as_ref().unwrap()).await.unwrap(), &ReadLimits::default()).unwrap();
+    assert_eq!(book.general["hub_id"], "HB-0001-0001");
+    assert_eq!(book.records.len(), 2);
+    let ur = book.records[0].get("record_id").unwrap();
+    usageflow_model::ids::check_record_id(ur).unwrap();
+    assert_eq!(book.records[0].get("vendor_record_id"), Some("r1"));
+    // Generating again changes nothing.
+    assert_eq!(svc.generate_chunks(&file.id).await.unwrap()[0].id, chunk.id);
+
+    let err = svc
+        .chunk_step(
+            &vendor(),
+            &chunk.id,
+            ChunkStep::Close { external_billing_id: "B-1".into(), external_billing_note: String::new() },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("only the chunk's provider"), "{err}");
+    let err = svc
+        .chunk_step(
+            &provider(),
+            &chunk.id,
+            ChunkStep::Close { external_billing_id: " ".into(), external_billing_note: String::new() },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("an external_billing_id is required"), "{err}");
+    let closed = svc
+        .chunk_step(
+            &provider(),
+            &chunk.id,
+            ChunkStep::Close { external_billing_id: "BATCH-77".into(), external_billing_note: "billed".into() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (closed.status, closed.external_billing_id.as_deref(), closed.stats.closed),
+        (ChunkStatus::Closed, Some("BATCH-77"), 2)
+    );
+    assert_eq!(svc.chunk(&chunk.id).await.unwrap(), closed);
+    let err = svc.chunk_step(&provider(), &chunk.id, ChunkStep::Regenerate).await.unwrap_err();
+    assert!(err.to_string().contains("only ready or failed chunks can be regenerated"), "{err}");
+}

@@ -141,6 +141,12 @@ pub struct Chunk {
     /// Billing note after close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_billing_note: Option<String>,
+    /// The chunk's workbook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<crate::StoredObject>,
+    /// Snapshots written so far.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Reconciliation status.

@@ -14,8 +14,10 @@
 
 mod clock;
 mod error;
+mod snapshots;
 mod store;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, Result};
+pub use snapshots::Snapshots;
 pub use store::{CreateRequest, WorkflowStore};

@@ -178,7 +178,7 @@ pub enum FilesAction {
     },
     /// Submit a ready file to the provider (vendor).
     Submit { id: String },
-    /// Accept a pending file (provider).
+    /// Accept a pending file (provider); its chunks (one per hub) are generated.
     Accept {
         id: String,
         #[arg(long, default_value = "")]
@@ -198,6 +198,21 @@ pub enum FilesAction {
     Delete { id: String },
     /// Regenerate the processed output of an accepted or closed file (provider).
     Reprocess { id: String },
+    /// The chunks of an accepted file (one per hub), for bulk billing export.
+    Chunks { id: String },
+    /// Close a ready chunk with the billing batch id (provider).
+    ChunkClose {
+        /// Chunk id (UFC-…).
+        chunk: String,
+        /// The billing system's batch id.
+        #[arg(long)]
+        billing_id: String,
+        /// Note.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Generate a ready or failed chunk again (provider).
+    ChunkRegenerate { chunk: String },
     /// Show a file as JSON.
     Show { id: String },
     /// The file's audit trail: every step, who and when.

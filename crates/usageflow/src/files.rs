@@ -136,7 +136,47 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             FilesAction::Submit { id } => step(id, FileChange::Submit, false).await,
-            FilesAction::Accept { id, note } => step(id, FileChange::Accept { note }, true).await,
+            FilesAction::Accept { id, note } => {
+                let file = wf.get(&id).await?;
+                let file = service.accept(&provider_of(&file), &id, &note).await?;
+                println!("{}", summary(&file));
+                for chunk in service.chunks(&id).await? {
+                    println!(
+                        "  chunk {} {} hub {} records {}",
+                        chunk.id, chunk.status, chunk.binding.hub.id, chunk.stats.accepted
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::Chunks { id } => {
+                for chunk in service.chunks(&id).await? {
+                    println!(
+                        "{} {} hub {} records {}{}",
+                        chunk.id,
+                        chunk.status,
+                        chunk.binding.hub.id,
+                        chunk.stats.accepted,
+                        chunk.external_billing_id.as_deref().map(|b| format!(" billed as {b}")).unwrap_or_default()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::ChunkClose { chunk, billing_id, note } => {
+                let current = service.chunk(&chunk).await?;
+                let actor = Actor::provider(&current.provider.id, operator());
+                let step =
+                    usageflow_model::ChunkStep::Close { external_billing_id: billing_id, external_billing_note: note };
+                let closed = service.chunk_step(&actor, &chunk, step).await?;
+                println!("{} {}", closed.id, closed.status);
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::ChunkRegenerate { chunk } => {
+                let current = service.chunk(&chunk).await?;
+                let actor = Actor::provider(&current.provider.id, operator());
+                let done = service.chunk_step(&actor, &chunk, usageflow_model::ChunkStep::Regenerate).await?;
+                println!("{} {}", done.id, done.status);
+                Ok(ExitCode::SUCCESS)
+            }
             FilesAction::Reject { id, note } => step(id, FileChange::Reject { note }, true).await,
             FilesAction::ApproveAll { id } => step(id, FileChange::ApproveAll, true).await,
             FilesAction::Close { id } => step(id, FileChange::Close, true).await,

@@ -152,6 +152,11 @@ fn files_workflow_from_the_command_line() {
     assert!(run(&["submit", &id]).status.success());
     let out = run(&["accept", &id, "--note", "fine"]);
     assert!(stdout(&out).contains(" accepted "), "{}{}", stdout(&out), stderr(&out));
+    let chunks = stdout(&run(&["chunks", &id]));
+    let chunk = chunks.split_whitespace().next().unwrap().to_owned();
+    assert!(chunk.starts_with("UFC-") && chunks.contains(" ready hub HB-0001-0001 records 1"), "{chunks}");
+    let out = run(&["chunk-close", &chunk, "--billing-id", "BATCH-1"]);
+    assert!(stdout(&out).contains(" closed"), "{}{}", stdout(&out), stderr(&out));
 
     let history = stdout(&run(&["history", &id]));
     let steps: Vec<_> = history.lines().map(|l| l.split_whitespace().nth(3).unwrap_or("").to_owned()).collect();

@@ -1,0 +1,193 @@
+//! Usage chunks: when a file is accepted, its records are exported per hub, one chunk (a
+//! Connect-format workbook) for each hub the records' assets are billed through. Chunks move
+//! `draft` → `ready` (generated) or `failed`; the provider closes a ready chunk with the
+//! billing batch id, or regenerates a ready or failed one. Every state is a snapshot
+//! (`workflow/chunks/{UFC-id}/{version}.json`), so the history stays.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use object_store::path::Path;
+use usageflow_model::{
+    Actor, ActorRole, Binding, Chunk, ChunkStatus, ChunkStep, EventStamp, FileEvents, FileStatus, Ref, Stats,
+    UsageFile, ids,
+};
+
+use crate::service::{FileService, ServiceError};
+use crate::write::write_workbook;
+use crate::xlsx::read_workbook;
+
+fn prefix(chunk_id: &str) -> Path {
+    Path::from("workflow/chunks").join(chunk_id)
+}
+
+impl FileService {
+    /// Generates the chunks of an accepted file, one per hub (again: a no-op when they exist).
+    pub async fn generate_chunks(&self, file_id: &str) -> Result<Vec<Chunk>, ServiceError> {
+        let file = self.workflow().get(file_id).await?;
+        if !matches!(file.status, FileStatus::Accepted | FileStatus::Closed) {
+            return Err(ServiceError::Document(format!(
+                "chunks are generated for accepted files; {file_id} is {}",
+                file.status
+            )));
+        }
+        let existing = self.chunks(file_id).await?;
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+        let object =
+            file.uploaded_file.as_ref().ok_or_else(|| ServiceError::Document(format!("{file_id} has no records")))?;
+        let book = read_workbook(&self.document(object).await?, &Default::default())
+            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        // Records by hub, each with its Connect record id (position in the file).
+        let mut by_hub: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+        let mut columns: Vec<&str> = vec!["record_id"];
+        columns.extend(book.columns.iter().map(String::as_str).filter(|c| *c != "record_id"));
+        columns.extend(["vendor_record_id", "asset_id", "hub_id"]);
+        for (position, row) in book.records.iter().enumerate() {
+            let asset_value = row.get("asset_search_value").unwrap_or_default();
+            let criteria =
+                usageflow_model::AssetCriteria::parse(row.get("asset_search_criteria").unwrap_or("asset.id"))
+                    .unwrap_or(usageflow_model::AssetCriteria::Id);
+            let asset = self.catalogue().find_asset(&file.product.id, &criteria, asset_value);
+            let hub = asset.map_or_else(String::new, |a| a.hub.clone());
+            let mut cells = vec![ids::record_id(&file.id, position as u64)];
+            cells.extend(
+                book.columns.iter().filter(|c| *c != "record_id").map(|c| row.get(c).unwrap_or_default().to_owned()),
+            );
+            cells.push(row.get("record_id").unwrap_or_default().to_owned());
+            cells.push(asset.map_or_else(String::new, |a| a.id.clone()));
+            cells.push(hub.clone());
+            by_hub.entry(hub).or_default().push(cells);
+        }
+        let mut chunks = Vec::new();
+        for (n, (hub_id, rows)) in by_hub.into_iter().enumerate() {
+            let id = ids::chunk_id(&file.id, n as u32 + 1);
+            let hub = self.catalogue().hub(&hub_id).map_or_else(
+                || Ref { id: hub_id.clone(), name: String::new() },
+                |h| Ref { id: h.id.clone(), name: h.name.clone() },
+            );
+            let now = EventStamp { at: Utc::now(), by: None };
+            let mut chunk = Chunk {
+                id: id.clone(),
+                status: ChunkStatus::Draft,
+                outdated: false,
+                usagefile: Ref { id: file.id.clone(), name: file.name.clone() },
+                binding: Binding { hub: hub.clone(), external_id: String::new() },
+                marketplace: file.marketplace.clone(),
+                provider: file.provider.clone(),
+                error: None,
+                events: FileEvents { created: Some(now.clone()), ..FileEvents::default() },
+                stats: Stats { accepted: rows.len() as u64, ..Stats::default() },
+                external_billing_id: None,
+                external_billing_note: None,
+                document: None,
+                version: 1,
+            };
+            self.save_chunk(&chunk).await?;
+            let general = chunk_general(&file, &chunk, rows.len());
+            let bytes =
+                write_workbook(&general, &[], &columns, &rows).map_err(|e| ServiceError::Document(e.to_string()))?;
+            let path = Path::from(format!("files/{}/{}/chunks/{id}.xlsx", file.product.id, file.id));
+            chunk.document = Some(self.store_document(&path, bytes, &format!("{id}.xlsx")).await?);
+            chunk.status =
+                chunk.status.next(&id, &ChunkStep::Generated).map_err(|e| ServiceError::Document(e.to_string()))?;
+            chunk.events.uploaded = Some(now);
+            chunk.version = 2;
+            self.save_chunk(&chunk).await?;
+            chunks.push(chunk);
+        }
+        Ok(chunks)
+    }
+
+    async fn save_chunk(&self, chunk: &Chunk) -> Result<(), ServiceError> {
+        if self.snapshots().put(&prefix(&chunk.id), chunk.version, chunk).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::Document(format!(
+                "chunk {} changed while this step was being written; try again",
+                chunk.id
+            )))
+        }
+    }
+
+    /// A chunk's current state.
+    pub async fn chunk(&self, chunk_id: &str) -> Result<Chunk, ServiceError> {
+        self.snapshots()
+            .latest::<Chunk>(&prefix(chunk_id))
+            .await?
+            .map(|(_, c)| c)
+            .ok_or_else(|| ServiceError::Document(format!("chunk {chunk_id} does not exist")))
+    }
+
+    /// The chunks of a usage file.
+    pub async fn chunks(&self, file_id: &str) -> Result<Vec<Chunk>, ServiceError> {
+        let stem = format!("UFC{}-", file_id.strip_prefix("UF").unwrap_or(file_id));
+        let mut out = Vec::new();
+        for id in self.snapshots().children(&Path::from("workflow/chunks")).await? {
+            if id.starts_with(&stem) {
+                out.push(self.chunk(&id).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A provider step on a chunk: close with the billing batch id, or regenerate.
+    pub async fn chunk_step(&self, actor: &Actor, chunk_id: &str, step: ChunkStep) -> Result<Chunk, ServiceError> {
+        let mut chunk = self.chunk(chunk_id).await?;
+        if actor.role != ActorRole::Provider || actor.account.as_deref() != Some(chunk.provider.id.as_str()) {
+            return Err(ServiceError::Document(format!(
+                "only the chunk's provider {} may change {chunk_id}",
+                chunk.provider.id
+            )));
+        }
+        chunk.status = chunk.status.next(chunk_id, &step).map_err(|e| ServiceError::Document(e.to_string()))?;
+        let stamp = EventStamp { at: Utc::now(), by: actor.by.clone() };
+        match &step {
+            ChunkStep::Close { external_billing_id, external_billing_note } => {
+                chunk.external_billing_id = Some(external_billing_id.clone());
+                chunk.external_billing_note = Some(external_billing_note.clone());
+                chunk.stats.closed = chunk.stats.accepted;
+                chunk.events.closed = Some(stamp);
+            }
+            ChunkStep::Regenerate => {
+                chunk.error = None;
+                chunk.outdated = false;
+                // The records of an accepted file do not change, so the workbook is still right.
+                chunk.version += 1;
+                self.save_chunk(&chunk).await?;
+                chunk.status = chunk
+                    .status
+                    .next(chunk_id, &ChunkStep::Generated)
+                    .map_err(|e| ServiceError::Document(e.to_string()))?;
+                chunk.events.uploaded = Some(stamp);
+            }
+            ChunkStep::Generated | ChunkStep::Failed { .. } => {}
+        }
+        chunk.version += 1;
+        self.save_chunk(&chunk).await?;
+        Ok(chunk)
+    }
+}
+
+fn chunk_general(file: &UsageFile, chunk: &Chunk, records: usize) -> Vec<(String, String)> {
+    [
+        ("chunk_id", chunk.id.clone()),
+        ("report_id", file.id.clone()),
+        ("report_name", file.name.clone()),
+        ("usage_schema", file.schema.sheet_name().to_owned()),
+        ("currency", file.currency.clone().unwrap_or_default()),
+        ("hub_id", chunk.binding.hub.id.clone()),
+        ("hub_name", chunk.binding.hub.name.clone()),
+        ("product_id", file.product.id.clone()),
+        ("marketplace_id", file.marketplace.id.clone()),
+        ("provider_account_id", file.provider.id.clone()),
+        ("distribution_contract_id", file.contract.id.clone()),
+        ("report_start_time_utc", file.start_datetime_utc.format("%Y-%m-%d %H:%M:%S").to_string()),
+        ("report_end_time_utc", file.end_datetime_utc.format("%Y-%m-%d %H:%M:%S").to_string()),
+        ("records", records.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
