@@ -9,6 +9,7 @@
 
 pub mod chunks;
 pub mod compile;
+pub mod rules;
 pub mod service;
 pub mod validate;
 pub mod write;

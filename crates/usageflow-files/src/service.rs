@@ -161,6 +161,74 @@ impl FileService {
         self.put(path, bytes, filename).await
     }
 
+    /// Sets the usage rules a provider applies to a product's files (replacing earlier ones).
+    pub async fn set_rules(
+        &self,
+        actor: &Actor,
+        product: &str,
+        rules: Vec<usageflow_model::UsageRule>,
+    ) -> Result<(), ServiceError> {
+        let provider = actor.account.clone().unwrap_or_default();
+        if actor.role != usageflow_model::ActorRole::Provider {
+            return Err(ServiceError::Document("only providers set usage rules".to_owned()));
+        }
+        for rule in &rules {
+            crate::rules::check_rule(rule).map_err(|e| ServiceError::Document(e.to_string()))?;
+            if rule.account_id != provider || rule.product_id != product {
+                return Err(ServiceError::Document(format!(
+                    "rule {} belongs to {} / {}, not to {provider} / {product}",
+                    rule.id, rule.account_id, rule.product_id
+                )));
+            }
+        }
+        let prefix = Path::from("workflow/rules").join(product).join(provider.as_str());
+        let next = self.snapshots().latest::<Vec<usageflow_model::UsageRule>>(&prefix).await?.map_or(1, |(v, _)| v + 1);
+        if self.snapshots().put(&prefix, next, &rules).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::Document("the rules changed while they were being written; try again".to_owned()))
+        }
+    }
+
+    /// The usage rules a provider applies to a product's files.
+    pub async fn rules(&self, product: &str, provider: &str) -> Result<Vec<usageflow_model::UsageRule>, ServiceError> {
+        let prefix = Path::from("workflow/rules").join(product).join(provider);
+        Ok(self.snapshots().latest(&prefix).await?.map(|(_, r)| r).unwrap_or_default())
+    }
+
+    /// Submits a ready file (vendor), then applies the provider's usage rules: the system
+    /// accepts ("Auto Approved") or rejects it, or leaves it pending for a person.
+    pub async fn submit(&self, actor: &Actor, file_id: &str) -> Result<UsageFile, ServiceError> {
+        let file = self.workflow.act(file_id, FileChange::Submit, actor).await?;
+        let rules = self.rules(&file.product.id, &file.provider.id).await?;
+        if rules.is_empty() {
+            return Ok(file);
+        }
+        let object =
+            file.uploaded_file.as_ref().ok_or_else(|| ServiceError::Document(format!("{file_id} has no records")))?;
+        let book = read_workbook(&self.document(object).await?, &self.limits)
+            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        let ctx = FileContext {
+            catalogue: &self.catalogue,
+            product_id: &file.product.id,
+            contract_id: &file.contract.id,
+            schema: file.schema,
+            period: file.period,
+        };
+        let valid = validate(&book, &ctx).valid;
+        let system = Actor::system();
+        match crate::rules::decide(&rules, &valid).map_err(|e| ServiceError::Document(e.to_string()))? {
+            crate::rules::Decision::Accept { rule } => {
+                self.accept(&system, file_id, &truncate(&format!("Auto Approved by usage rule {rule}"))).await
+            }
+            crate::rules::Decision::Reject { reason, .. } => Ok(self
+                .workflow
+                .act(file_id, FileChange::Reject { note: truncate(&format!("Auto Rejected: {reason}")) }, &system)
+                .await?),
+            crate::rules::Decision::Manual => Ok(file),
+        }
+    }
+
     /// Accepts a pending file (provider) and generates its chunks, one per hub.
     pub async fn accept(&self, actor: &Actor, file_id: &str, note: &str) -> Result<UsageFile, ServiceError> {
         let file = self.workflow.act(file_id, FileChange::Accept { note: note.to_owned() }, actor).await?;

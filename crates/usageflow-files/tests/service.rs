@@ -245,3 +245,98 @@ async fn accepting_generates_chunks_per_hub_that_the_provider_closes() {
     let err = svc.chunk_step(&provider(), &chunk.id, ChunkStep::Regenerate).await.unwrap_err();
     assert!(err.to_string().contains("only ready or failed chunks can be regenerated"), "{err}");
 }
+
+fn rule(
+    id: &str,
+    action: usageflow_model::RuleAction,
+    scope: usageflow_model::RuleScope,
+    text: &str,
+    gravity: i64,
+) -> usageflow_model::UsageRule {
+    usageflow_model::UsageRule {
+        id: id.into(),
+        product_id: "PRD-200-200-002".into(),
+        account_id: "PA-500-001".into(),
+        item: None,
+        action,
+        scope,
+        rule: Some(text.into()),
+        status: usageflow_model::RuleStatus::Active,
+        gravity,
+        created_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn usage_rules_decide_on_submit() {
+    use usageflow_model::{RuleAction, RuleScope};
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let rows = [
+        [
+            "r1",
+            "item.mpn",
+            "FL-SMS",
+            "20",
+            "2026-11-01 00:00:00",
+            "2026-11-01 23:59:59",
+            "asset.id",
+            "AS-1000-0719-1201",
+        ],
+        [
+            "r2",
+            "item.mpn",
+            "FL-DATA-MB",
+            "250.5",
+            "2026-11-02 00:00:00",
+            "2026-11-02 23:59:59",
+            "asset.id",
+            "AS-1000-8638-1202",
+        ],
+    ];
+    let ready = |key: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let mut req = request();
+            req.external_id = key.into();
+            let file = svc.create(&vendor(), req).await.unwrap();
+            svc.upload(&vendor(), &file.id, "f.xlsx", workbook(&rows)).await.unwrap();
+            file.id
+        }
+    };
+
+    // A bad rule is refused, and only providers set rules.
+    let bad = vec![rule("R-0", RuleAction::Accept, RuleScope::Record, "total_quantity < 5", 0)];
+    let err = svc.set_rules(&provider(), "PRD-200-200-002", bad).await.unwrap_err();
+    assert!(err.to_string().contains("`total_quantity` is not a record field"), "{err}");
+    assert!(svc.set_rules(&vendor(), "PRD-200-200-002", vec![]).await.is_err());
+
+    // Accept when every record is at most 1000.
+    let accept = rule("R-1", RuleAction::Accept, RuleScope::Record, "quantity <= 1000", 10);
+    svc.set_rules(&provider(), "PRD-200-200-002", vec![accept.clone()]).await.unwrap();
+    let id = ready("a").await;
+    let file = svc.submit(&vendor(), &id).await.unwrap();
+    assert_eq!(file.status, FileStatus::Accepted);
+    assert_eq!(file.acceptance_note.as_deref(), Some("Auto Approved by usage rule R-1"));
+    assert!(file.events.accepted.as_ref().unwrap().by.is_none(), "accepted by the system");
+    assert_eq!(svc.chunks(&id).await.unwrap().len(), 1);
+
+    // A reject rule on the file's totals wins over the accept rule.
+    let reject = rule("R-2", RuleAction::Reject, RuleScope::File, "total_quantity > 200", 0);
+    svc.set_rules(&provider(), "PRD-200-200-002", vec![accept.clone(), reject]).await.unwrap();
+    let id = ready("b").await;
+    let file = svc.submit(&vendor(), &id).await.unwrap();
+    assert_eq!(file.status, FileStatus::Rejected);
+    assert!(
+        file.rejection_note
+            .as_deref()
+            .unwrap()
+            .starts_with("Auto Rejected: usage rule R-2 (total_quantity > 200) matched")
+    );
+
+    // A manual rule that matches leaves the file for a person.
+    let manual = rule("R-3", RuleAction::Manual, RuleScope::Record, "quantity > 100", 0);
+    svc.set_rules(&provider(), "PRD-200-200-002", vec![accept, manual]).await.unwrap();
+    let id = ready("c").await;
+    assert_eq!(svc.submit(&vendor(), &id).await.unwrap().status, FileStatus::Pending);
+}

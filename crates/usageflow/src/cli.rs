@@ -176,8 +176,27 @@ pub enum FilesAction {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Submit a ready file to the provider (vendor).
+    /// Submit a ready file to the provider (vendor); the provider's usage rules then accept
+    /// it, reject it, or leave it pending.
     Submit { id: String },
+    /// Set a provider's usage rules for a product from a JSON array of rules
+    /// (id, product_id, account_id, item, action, scope, rule, status, gravity, created_at).
+    SetRules {
+        /// Product id.
+        #[arg(long)]
+        product: String,
+        /// The JSON file.
+        path: PathBuf,
+    },
+    /// Show a provider's usage rules for a product.
+    Rules {
+        /// Product id.
+        #[arg(long)]
+        product: String,
+        /// Provider account id.
+        #[arg(long)]
+        provider: String,
+    },
     /// Accept a pending file (provider); its chunks (one per hub) are generated.
     Accept {
         id: String,

@@ -135,7 +135,26 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                 println!("{} records of {id} written to {} ({format})", rows.len(), out.display());
                 Ok(ExitCode::SUCCESS)
             }
-            FilesAction::Submit { id } => step(id, FileChange::Submit, false).await,
+            FilesAction::Submit { id } => {
+                let file = wf.get(&id).await?;
+                let file = service.submit(&vendor_of(&file), &id).await?;
+                println!("{}", summary(&file));
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::SetRules { product, path } => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let rules: Vec<usageflow_model::UsageRule> = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a JSON array of usage rules", path.display()))?;
+                let provider = rules.first().map(|r| r.account_id.clone()).unwrap_or_default();
+                let count = rules.len();
+                service.set_rules(&Actor::provider(&provider, operator()), &product, rules).await?;
+                println!("{count} usage rule(s) set for {product} by {provider}");
+                Ok(ExitCode::SUCCESS)
+            }
+            FilesAction::Rules { product, provider } => {
+                println!("{}", serde_json::to_string_pretty(&service.rules(&product, &provider).await?)?);
+                Ok(ExitCode::SUCCESS)
+            }
             FilesAction::Accept { id, note } => {
                 let file = wf.get(&id).await?;
                 let file = service.accept(&provider_of(&file), &id, &note).await?;
