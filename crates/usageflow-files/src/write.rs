@@ -74,6 +74,8 @@ where
     S: AsRef<str>,
 {
     let mut book = rust_xlsxwriter::Workbook::new();
+    // DEFLATE level 3: about 40 % faster than the default level 6 for files about 10 % larger.
+    book.set_zip_compression_level(3);
     let bold = rust_xlsxwriter::Format::new().set_bold();
 
     let sheet = book.add_worksheet().set_name("instructions")?;
