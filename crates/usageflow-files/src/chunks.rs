@@ -86,13 +86,23 @@ impl FileService {
             };
             self.save_chunk(&chunk).await?;
             let general = chunk_general(&file, &chunk, rows.len());
-            let bytes =
-                write_workbook(&general, &[], &columns, &rows).map_err(|e| ServiceError::Document(e.to_string()))?;
             let path = Path::from(format!("files/{}/{}/chunks/{id}.xlsx", file.product.id, file.id));
-            chunk.document = Some(self.store_document(&path, bytes, &format!("{id}.xlsx")).await?);
-            chunk.status =
-                chunk.status.next(&id, &ChunkStep::Generated).map_err(|e| ServiceError::Document(e.to_string()))?;
-            chunk.events.uploaded = Some(now);
+            let written = match write_workbook(&general, &[], &columns, &rows) {
+                Ok(bytes) => self.store_document(&path, bytes, &format!("{id}.xlsx")).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let step = match written {
+                Ok(document) => {
+                    chunk.document = Some(document);
+                    chunk.events.uploaded = Some(now);
+                    ChunkStep::Generated
+                }
+                Err(detail) => {
+                    chunk.error = Some(usageflow_model::ErrorDetail { detail: detail.clone() });
+                    ChunkStep::Failed { detail }
+                }
+            };
+            chunk.status = chunk.status.next(&id, &step).map_err(|e| ServiceError::Document(e.to_string()))?;
             chunk.version = 2;
             self.save_chunk(&chunk).await?;
             chunks.push(chunk);

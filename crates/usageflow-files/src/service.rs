@@ -69,6 +69,9 @@ pub struct UploadOutcome {
     pub file: UsageFile,
     /// Row-level results (empty when the workbook could not be read at all).
     pub validation: Validation,
+    /// The other files of the same compilation, when a period holds more records than one
+    /// workbook may (each of them valid on its own).
+    pub parts: Vec<UsageFile>,
 }
 
 /// Usage files: workflow plus documents.
@@ -78,6 +81,7 @@ pub struct FileService {
     workflow: WorkflowStore,
     catalogue: Arc<Catalogue>,
     limits: ReadLimits,
+    max_records_per_file: usize,
 }
 
 fn r(id: &str, name: &str) -> Ref {
@@ -87,7 +91,20 @@ fn r(id: &str, name: &str) -> Ref {
 impl FileService {
     /// A service over a store, a workflow store on the same store, and the catalogue.
     pub fn new(store: Arc<dyn ObjectStore>, workflow: WorkflowStore, catalogue: Arc<Catalogue>) -> Self {
-        Self { store, workflow, catalogue, limits: ReadLimits::default() }
+        Self {
+            store,
+            workflow,
+            catalogue,
+            limits: ReadLimits::default(),
+            max_records_per_file: crate::MAX_RECORDS_PER_SHEET,
+        }
+    }
+
+    /// Limits compiled files to `n` records each (at most Excel's sheet limit); a period with
+    /// more is compiled into several files.
+    pub fn with_max_records_per_file(mut self, n: usize) -> Self {
+        self.max_records_per_file = n.clamp(1, crate::MAX_RECORDS_PER_SHEET);
+        self
     }
 
     /// The catalogue.
@@ -314,7 +331,7 @@ impl FileService {
             }
         };
         let file = self.workflow.act(file_id, change, &system).await?;
-        Ok(UploadOutcome { file, validation })
+        Ok(UploadOutcome { file, validation, parts: Vec::new() })
     }
 
     /// The processed workbook: the uploaded records with `status` and `error` columns.
@@ -348,31 +365,8 @@ impl FileService {
             })
             .collect();
         let invalid = validation.invalid_rows();
-        let general: Vec<(String, String)> = [
-            ("report_name", file.name.clone()),
-            ("report_note", file.note.clone()),
-            ("report_id", file.id.clone()),
-            ("status", if validation.is_valid() { "valid".into() } else { "invalid".into() }),
-            ("report_start_time_utc", file.start_datetime_utc.format("%Y-%m-%d %H:%M:%S").to_string()),
-            ("report_end_time_utc", file.end_datetime_utc.format("%Y-%m-%d %H:%M:%S").to_string()),
-            ("valid_records", validation.valid.len().to_string()),
-            ("invalid_records", invalid.to_string()),
-            ("usage_schema", file.schema.sheet_name().to_owned()),
-            ("currency", file.currency.clone().unwrap_or_default()),
-            ("product_id", file.product.id.clone()),
-            ("product_name", file.product.name.clone()),
-            ("marketplace_id", file.marketplace.id.clone()),
-            ("marketplace_name", file.marketplace.name.clone()),
-            ("vendor_account_id", file.vendor.id.clone()),
-            ("vendor_account_name", file.vendor.name.clone()),
-            ("provider_account_id", file.provider.id.clone()),
-            ("provider_account_name", file.provider.name.clone()),
-            ("distribution_contract_id", file.contract.id.clone()),
-            ("distribution_contract_name", file.contract.name.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let status = if validation.is_valid() { "valid" } else { "invalid" };
+        let general = general_attributes(file, Some((status, validation.valid.len(), invalid)));
         write_workbook(&general, &validation.categories, &columns, &rows)
             .map_err(|e| ServiceError::Document(e.to_string()))
     }
@@ -455,23 +449,6 @@ impl FileService {
             }
             (format!("{base_key}:correction-{}", reported.len()), Some(reported[0].id.clone()))
         };
-        let req = CreateFile {
-            product: product.to_owned(),
-            contract: contract.to_owned(),
-            period,
-            name: None,
-            description: if corrects.is_some() {
-                "Correction compiled from the usage lake"
-            } else {
-                "Compiled from the usage lake"
-            }
-            .to_owned(),
-            note: String::new(),
-            external_id,
-            currency: None,
-            corrects,
-        };
-        let file = self.create(actor, req).await?;
         let categories: Vec<usageflow_model::Category> = compiled
             .categories
             .iter()
@@ -483,15 +460,40 @@ impl FileService {
                 }
             })
             .collect();
-        let general = vec![
-            ("report_id".to_owned(), file.id.clone()),
-            ("usage_schema".to_owned(), file.schema.sheet_name().to_owned()),
-            ("lake_version".to_owned(), state.version.to_string()),
-            ("events".to_owned(), compiled.events.to_string()),
-        ];
-        let bytes = write_workbook(&general, &categories, &crate::write::record_columns(file.schema), &compiled.rows)
-            .map_err(|e| ServiceError::Document(e.to_string()))?;
-        self.upload(actor, &file.id, &format!("{}-compiled.xlsx", file.id), bytes).await
+        let mut parts: Vec<&[Vec<String>]> = compiled.rows.chunks(self.max_records_per_file).collect();
+        if parts.is_empty() {
+            // A period without usage still gets its (empty) file.
+            parts.push(&compiled.rows[..]);
+        }
+        let mut outcomes: Vec<UploadOutcome> = Vec::new();
+        for (k, rows) in parts.iter().enumerate() {
+            let req = CreateFile {
+                product: product.to_owned(),
+                contract: contract.to_owned(),
+                period,
+                name: None,
+                description: if corrects.is_some() {
+                    "Correction compiled from the usage lake"
+                } else {
+                    "Compiled from the usage lake"
+                }
+                .to_owned(),
+                note: if parts.len() > 1 { format!("part {} of {}", k + 1, parts.len()) } else { String::new() },
+                external_id: if k == 0 { external_id.clone() } else { format!("{external_id}:part-{}", k + 1) },
+                currency: None,
+                corrects: corrects.clone(),
+            };
+            let file = self.create(actor, req).await?;
+            let mut general = general_attributes(&file, None);
+            general.push(("lake_version".to_owned(), state.version.to_string()));
+            general.push(("events".to_owned(), compiled.events.to_string()));
+            let bytes = write_workbook(&general, &categories, &crate::write::record_columns(file.schema), rows.iter())
+                .map_err(|e| ServiceError::Document(e.to_string()))?;
+            outcomes.push(self.upload(actor, &file.id, &format!("{}-compiled.xlsx", file.id), bytes).await?);
+        }
+        let mut first = outcomes.remove(0);
+        first.parts = outcomes.into_iter().map(|o| o.file).collect();
+        Ok(first)
     }
 
     /// Reads a stored document (uploaded or processed workbook).
@@ -502,6 +504,39 @@ impl FileService {
         let bytes = got.bytes().await.map_err(|e| ServiceError::Document(format!("cannot read {path}: {e}")))?;
         Ok(bytes.to_vec())
     }
+}
+
+/// The `general` sheet of a usage file (the union of the attributes Connect's documents show);
+/// `outcome` = (status, valid, invalid) for processed files.
+pub fn general_attributes(file: &UsageFile, outcome: Option<(&str, usize, usize)>) -> Vec<(String, String)> {
+    let time = |t: &chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let mut attributes =
+        vec![("report_name", file.name.clone()), ("report_note", file.note.clone()), ("report_id", file.id.clone())];
+    if let Some((status, valid, invalid)) = outcome {
+        attributes.push(("status", status.to_owned()));
+        attributes.push(("report_start_time_utc", time(&file.start_datetime_utc)));
+        attributes.push(("report_end_time_utc", time(&file.end_datetime_utc)));
+        attributes.push(("valid_records", valid.to_string()));
+        attributes.push(("invalid_records", invalid.to_string()));
+    } else {
+        attributes.push(("report_start_time_utc", time(&file.start_datetime_utc)));
+        attributes.push(("report_end_time_utc", time(&file.end_datetime_utc)));
+    }
+    attributes.extend([
+        ("usage_schema", file.schema.sheet_name().to_owned()),
+        ("currency", file.currency.clone().unwrap_or_default()),
+        ("product_id", file.product.id.clone()),
+        ("product_name", file.product.name.clone()),
+        ("marketplace_id", file.marketplace.id.clone()),
+        ("marketplace_name", file.marketplace.name.clone()),
+        ("vendor_account_id", file.vendor.id.clone()),
+        ("vendor_account_name", file.vendor.name.clone()),
+        ("provider_account_id", file.provider.id.clone()),
+        ("provider_account_name", file.provider.name.clone()),
+        ("distribution_contract_id", file.contract.id.clone()),
+        ("distribution_contract_name", file.contract.name.clone()),
+    ]);
+    attributes.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 fn placeholder() -> StoredObject {

@@ -161,3 +161,31 @@ async fn compile_sums_the_period_and_is_deterministic() {
     let err = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap_err();
     assert!(err.to_string().starts_with("nothing to report"), "{err}");
 }
+
+#[tokio::test]
+async fn a_period_beyond_one_workbook_is_split_into_valid_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let ours = "CRD-20001-10001-00001";
+    let days: Vec<i64> = (1..=5).map(|d| us(2026, 11, d)).collect();
+    let rows: Vec<_> = days.iter().map(|d| row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, *d, 100_000_000)).collect();
+    commit(&store, "a", &rows).await;
+    let catalogue =
+        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap();
+    let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
+    let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue))
+        .with_max_records_per_file(2);
+    let vendor = Actor::vendor("VA-200-002", Ref { id: "job".into(), name: "compiler".into() });
+    let period = Period {
+        from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+    };
+    let outcome = svc.compile(&vendor, "PRD-200-200-002", ours, period).await.unwrap();
+    let mut files = vec![outcome.file.clone()];
+    files.extend(outcome.parts.iter().cloned());
+    assert_eq!(files.len(), 3);
+    assert!(files.iter().all(|f| f.status == FileStatus::Ready), "{files:?}");
+    let counts: Vec<u64> = files.iter().map(|f| f.records.valid).collect();
+    assert_eq!(counts, [2, 2, 1]);
+    assert_eq!(files[1].note, "part 2 of 3");
+}
