@@ -17,7 +17,7 @@ pub mod xlsx;
 mod zipdir;
 
 pub use service::{CreateFile, FileService, ServiceError, UploadOutcome};
-pub use validate::{FileContext, RowError, ValidRecord, Validation, validate};
+pub use validate::{FileContext, REQUIRED_COLUMNS, RowError, ValidRecord, Validation, validate};
 pub use write::{
     MAX_RECORDS_PER_SHEET, WriteError, record_columns, write_csv, write_parquet, write_split, write_workbook,
 };

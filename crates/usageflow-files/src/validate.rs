@@ -138,6 +138,18 @@ impl Validation {
 
 const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
+/// The record columns every schema requires (TR/PR/CR add `amount`, TR adds `tier`).
+pub const REQUIRED_COLUMNS: [&str; 8] = [
+    "record_id",
+    "item_search_criteria",
+    "item_search_value",
+    "quantity",
+    "start_time_utc",
+    "end_time_utc",
+    "asset_search_criteria",
+    "asset_search_value",
+];
+
 /// Parses `YYYY-MM-DD hh:mm:ss` (UTC).
 pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(text.trim(), TIME_FORMAT).ok().map(|t| t.and_utc())
@@ -197,16 +209,7 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
     };
     let caps = &product.capabilities;
 
-    let mut required = vec![
-        "record_id",
-        "item_search_criteria",
-        "item_search_value",
-        "quantity",
-        "start_time_utc",
-        "end_time_utc",
-        "asset_search_criteria",
-        "asset_search_value",
-    ];
+    let mut required = REQUIRED_COLUMNS.to_vec();
     if ctx.schema.requires_amount() {
         required.push("amount");
     }

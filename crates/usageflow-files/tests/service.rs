@@ -43,16 +43,7 @@ fn request() -> CreateFile {
 }
 
 fn workbook(rows: &[[&str; 8]]) -> Vec<u8> {
-    let columns = [
-        "record_id",
-        "item_search_criteria",
-        "item_search_value",
-        "quantity",
-        "start_time_utc",
-        "end_time_utc",
-        "asset_search_criteria",
-        "asset_search_value",
-    ];
+    let columns = usageflow_files::REQUIRED_COLUMNS;
     let rows: Vec<Vec<&str>> = rows.iter().map(|r| r.to_vec()).collect();
     usageflow_files::write_workbook(&[], &[], &columns, &rows).unwrap()
 }

@@ -115,23 +115,30 @@ pub enum CatalogAction {
     },
 }
 
+/// What a usage file covers: a product under a distribution contract, for a period.
+#[derive(Debug, clap::Args)]
+pub struct FileScopeArgs {
+    /// Product id.
+    #[arg(long)]
+    pub product: String,
+    /// Distribution contract id.
+    #[arg(long)]
+    pub contract: String,
+    /// First day of the period (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: chrono::NaiveDate,
+    /// Last day of the period (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: chrono::NaiveDate,
+}
+
 /// `usageflow files ...`. Vendor steps act as the file's vendor, provider steps as its provider.
 #[derive(Debug, Subcommand)]
 pub enum FilesAction {
     /// Create a usage file (draft) for a product under a distribution contract and a period.
     Create {
-        /// Product id.
-        #[arg(long)]
-        product: String,
-        /// Distribution contract id.
-        #[arg(long)]
-        contract: String,
-        /// First day of the period (YYYY-MM-DD).
-        #[arg(long)]
-        from: chrono::NaiveDate,
-        /// Last day of the period (YYYY-MM-DD).
-        #[arg(long)]
-        to: chrono::NaiveDate,
+        #[command(flatten)]
+        scope: FileScopeArgs,
         /// Vendor's reference; creating again with it returns the same file.
         #[arg(long, default_value = "")]
         external_id: String,
@@ -142,18 +149,8 @@ pub enum FilesAction {
     /// Compile the lake's committed usage records of a product, contract and period into a
     /// usage file (one per period) and process it like an upload.
     Compile {
-        /// Product id.
-        #[arg(long)]
-        product: String,
-        /// Distribution contract id.
-        #[arg(long)]
-        contract: String,
-        /// First day of the period (YYYY-MM-DD).
-        #[arg(long)]
-        from: chrono::NaiveDate,
-        /// Last day of the period (YYYY-MM-DD).
-        #[arg(long)]
-        to: chrono::NaiveDate,
+        #[command(flatten)]
+        scope: FileScopeArgs,
     },
     /// Upload a Connect-format XLSX: it is validated and the file becomes ready or invalid.
     Upload {

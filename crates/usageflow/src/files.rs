@@ -9,7 +9,7 @@ use usageflow_files::{CreateFile, FileService};
 use usageflow_model::{Actor, FileChange, Period, Ref, UsageFile};
 use usageflow_workflow::{SystemClock, WorkflowStore};
 
-use crate::cli::FilesAction;
+use crate::cli::{FileScopeArgs, FilesAction};
 use crate::config::Config;
 
 fn operator() -> Ref {
@@ -59,7 +59,7 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
             }
         };
         match action {
-            FilesAction::Create { product, contract, from, to, external_id, description } => {
+            FilesAction::Create { scope: FileScopeArgs { product, contract, from, to }, external_id, description } => {
                 let catalogue_vendor =
                     service.catalogue().product(&product).map(|p| p.vendor.clone()).unwrap_or_default();
                 let actor = Actor::vendor(&catalogue_vendor, operator());
@@ -78,7 +78,7 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                 println!("{}", summary(&file));
                 Ok(ExitCode::SUCCESS)
             }
-            FilesAction::Compile { product, contract, from, to } => {
+            FilesAction::Compile { scope: FileScopeArgs { product, contract, from, to } } => {
                 let vendor = service.catalogue().product(&product).map(|p| p.vendor.clone()).unwrap_or_default();
                 let outcome = service
                     .compile(&Actor::vendor(&vendor, operator()), &product, &contract, Period { from, to })

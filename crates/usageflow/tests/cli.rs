@@ -117,16 +117,7 @@ fn files_workflow_from_the_command_line() {
     let id = stdout(&out).split_whitespace().next().unwrap().to_owned();
     assert!(id.starts_with("UF-2026-11-"), "{}", stdout(&out));
 
-    let columns = [
-        "record_id",
-        "item_search_criteria",
-        "item_search_value",
-        "quantity",
-        "start_time_utc",
-        "end_time_utc",
-        "asset_search_criteria",
-        "asset_search_value",
-    ];
+    let columns = usageflow_files::REQUIRED_COLUMNS;
     let rows = [[
         "r1",
         "item.mpn",
