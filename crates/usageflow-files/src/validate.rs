@@ -21,7 +21,7 @@
 //!   when the workbook defines no categories);
 //! * no HTML markup in any cell.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -254,8 +254,7 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
     if out.categories.is_empty() {
         out.categories.push(Category::generic());
     }
-    let known_categories: HashMap<&str, ()> =
-        out.categories.iter().map(|c| (c.id.as_str(), ())).collect::<HashMap<_, _>>();
+    let known_categories: HashSet<&str> = out.categories.iter().map(|c| c.id.as_str()).collect();
 
     let mut first_row_of: BTreeMap<&str, u32> = BTreeMap::new();
     let period_start = ctx.period.start_utc();
@@ -269,12 +268,12 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
                 check.fail(column, "HTML markup is not allowed in cells");
             }
         }
-        let record_id = check.required("record_id").map(str::to_owned);
-        if let Some(id) = &record_id {
-            if let Some(first) = first_row_of.get(id.as_str()) {
+        let record_id = check.required("record_id");
+        if let Some(id) = record_id {
+            if let Some(first) = first_row_of.get(id) {
                 check.fail("record_id", format!("record_id `{id}` is used already on row {first}"));
             } else {
-                first_row_of.insert(row.cells.get("record_id").map_or("", String::as_str), row.row);
+                first_row_of.insert(id, row.row);
             }
         }
 
@@ -454,7 +453,7 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
 
         // Category and custom columns.
         let category_id = match row.get("category_id") {
-            Some(c) if known_categories.contains_key(c) => c.to_owned(),
+            Some(c) if known_categories.contains(c) => c.to_owned(),
             Some(c) => {
                 check.fail("category_id", format!("category `{c}` is not defined in the `categories` sheet"));
                 c.to_owned()
@@ -483,7 +482,7 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
             {
                 valid.push(ValidRecord {
                     row: row.row,
-                    record_id,
+                    record_id: record_id.to_owned(),
                     record_note: row.get("record_note").map(str::to_owned),
                     item,
                     asset_id: asset.id.clone(),

@@ -26,16 +26,7 @@ fn reads_the_processed_file_from_connect() {
     assert_eq!(book.categories.len(), 1);
     assert_eq!((book.categories[0].id.as_str(), book.categories[0].name.as_str()), ("Cat1", "Category Name"));
     assert_eq!(book.records_sheet, "records");
-    for column in [
-        "record_id",
-        "item_search_criteria",
-        "item_search_value",
-        "quantity",
-        "start_time_utc",
-        "end_time_utc",
-        "asset_search_criteria",
-        "asset_search_value",
-    ] {
+    for column in usageflow_files::REQUIRED_COLUMNS {
         assert!(book.columns.iter().any(|c| c == column), "missing {column}: {:?}", book.columns);
     }
     assert_eq!(book.records.len(), 5);

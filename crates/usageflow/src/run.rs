@@ -69,7 +69,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
     stop_on_signals(stop.clone())?;
     if idle_exit_secs > 0 {
         let (stop, counters) = (stop.clone(), ingester.counters.clone());
-        let commits_needed = Duration::from_secs(idle_exit_secs);
+        let idle_limit = Duration::from_secs(idle_exit_secs);
         std::thread::spawn(move || {
             let mut last = (u64::MAX, Instant::now());
             loop {
@@ -77,7 +77,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
                 let seen = counters.messages.load(Ordering::Relaxed);
                 if seen != last.0 {
                     last = (seen, Instant::now());
-                } else if last.1.elapsed() >= commits_needed {
+                } else if last.1.elapsed() >= idle_limit {
                     tracing::info!(messages = seen, "idle; stopping");
                     stop.store(true, Ordering::Relaxed);
                     return;
