@@ -244,11 +244,8 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
         .collect();
     for c in &book.categories {
         if c.id.is_empty() || c.name.is_empty() {
-            out.errors.push(RowError {
-                row: c.row,
-                column: Some("category_id".into()),
-                reason: "categories need a category_id and a category_name".into(),
-            });
+            // A file-level problem: `row` numbers refer to the records sheet.
+            file_error(&mut out, format!("`categories` row {} needs a category_id and a category_name", c.row));
         }
     }
     if out.categories.is_empty() {

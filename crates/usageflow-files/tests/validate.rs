@@ -285,3 +285,15 @@ fn schema_columns_dynamic_items_tiers_and_contracts() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn incomplete_categories_are_a_file_problem() {
+    let bytes = upload(QT, &[], &[("data", "")]);
+    let v = fieldlink(&bytes);
+    assert_eq!(v.errors.len(), 1);
+    assert_eq!(
+        (v.errors[0].row, v.errors[0].reason.as_str()),
+        (0, "`categories` row 2 needs a category_id and a category_name")
+    );
+    assert_eq!(v.invalid_rows(), 0);
+}
