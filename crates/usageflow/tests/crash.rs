@@ -179,7 +179,10 @@ fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
         std::thread::spawn(move || loadgen::produce(&kafka, &index, &spec).unwrap())
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let mut second = b.spawn(0, &["--idle-exit-secs", "20"]);
+    // The survivor waits for the session of the dead instance to expire (6 s) and for the
+    // broker to abort its open transaction (10 s) before it reads that instance's partitions,
+    // so it must not give up as idle before then.
+    let mut second = b.spawn(0, &["--idle-exit-secs", "40"]);
     std::thread::sleep(Duration::from_millis(2500));
     kill9(&mut first);
     let truth = producer.join().unwrap();
