@@ -201,3 +201,26 @@ fn chunk_general(file: &UsageFile, chunk: &Chunk, records: usize) -> Vec<(String
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }
+
+impl FileService {
+    /// Sets the external id of a chunk's hub binding (`PUT /usage/chunks/{id}`), the provider's
+    /// own reference for the batch.
+    pub async fn set_chunk_external_id(
+        &self,
+        actor: &Actor,
+        chunk_id: &str,
+        external_id: &str,
+    ) -> Result<Chunk, ServiceError> {
+        let mut chunk = self.chunk(chunk_id).await?;
+        if actor.account.as_deref() != Some(chunk.provider.id.as_str()) {
+            return Err(ServiceError::Document(format!("only the provider of chunk {chunk_id} may change it")));
+        }
+        if external_id.chars().count() > 255 {
+            return Err(ServiceError::Document("external_id is longer than 255 characters".to_owned()));
+        }
+        chunk.binding.external_id = external_id.to_owned();
+        chunk.version += 1;
+        self.save_chunk(&chunk).await?;
+        Ok(chunk)
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod chunks;
 pub mod compile;
+pub mod records;
 pub mod rules;
 pub mod service;
 pub mod validate;
@@ -16,6 +17,7 @@ pub mod write;
 pub mod xlsx;
 mod zipdir;
 
+pub use records::{RecordChange, RecordChanges, RecordOutcome, RecordRequest, record_status_of, records_object_path};
 pub use service::{CreateFile, FileService, ServiceError, UploadOutcome};
 pub use validate::{FileContext, REQUIRED_COLUMNS, RowError, ValidRecord, Validation, validate};
 pub use write::{

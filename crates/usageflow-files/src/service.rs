@@ -112,6 +112,11 @@ impl FileService {
         &self.catalogue
     }
 
+    /// The object store holding the documents.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
     /// The workflow store.
     pub fn workflow(&self) -> &WorkflowStore {
         &self.workflow
@@ -164,12 +169,12 @@ impl FileService {
     }
 
     /// Snapshots on the service's store (chunks).
-    pub(crate) fn snapshots(&self) -> usageflow_workflow::Snapshots {
+    pub fn snapshots(&self) -> usageflow_workflow::Snapshots {
         usageflow_workflow::Snapshots::new(self.store.clone())
     }
 
     /// Stores a generated document.
-    pub(crate) async fn store_document(
+    pub async fn store_document(
         &self,
         path: &Path,
         bytes: Vec<u8>,
@@ -308,6 +313,12 @@ impl FileService {
                 let processed = self.processed_workbook(&file, &book, &validation)?;
                 let path = base.join("processed").join(format!("{}-{n}-PROCESSED.xlsx", file.id));
                 let stored = self.put(&path, processed, &format!("{}-PROCESSED.xlsx", file.id)).await?;
+                if let Some(records_path) = crate::records::records_object_path(&stored) {
+                    let batch = crate::records::records_batch(&file, &book, &validation, &self.catalogue)?;
+                    let bytes = usageflow_lake::tables::to_parquet(&batch)
+                        .map_err(|e| ServiceError::Document(format!("cannot write {records_path}: {e}")))?;
+                    self.put(&records_path, bytes.to_vec(), "records.parquet").await?;
+                }
                 let invalid = validation.invalid_rows() as u64;
                 let file_errors: Vec<&str> =
                     validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();

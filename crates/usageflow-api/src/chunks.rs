@@ -1,0 +1,119 @@
+//! `/usage/chunks`: the per-hub parts of accepted files, for the provider that bills them.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use serde_json::Value;
+use usageflow_model::{Chunk, ChunkStep, FileStatus};
+
+use crate::error::{ApiError, ApiResult};
+use crate::files::{parse_json, xlsx_response};
+use crate::listing::{Collection, page_response, select};
+use crate::{AppState, Principal, Role};
+
+const CHUNKS: Collection = Collection {
+    name: "chunks",
+    fields: &[
+        ("id", "id"),
+        ("status", "status"),
+        ("provider.id", "provider.id"),
+        ("binding.hub.id", "binding.hub.id"),
+        ("usagefile.id", "usagefile.id"),
+        ("marketplace.id", "marketplace.id"),
+    ],
+    orderable: &["usagefile.id", "id", "status"],
+    search: &["id", "usagefile.id", "binding.hub.id"],
+};
+
+fn chunk_json(chunk: &Chunk) -> Value {
+    let mut v = serde_json::to_value(chunk).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("document");
+        o.remove("version");
+        o.entry("external_id").or_insert_with(|| Value::String(chunk.binding.external_id.clone()));
+    }
+    v
+}
+
+/// Chunks belong to the provider that bills them; nobody else sees them.
+async fn visible(state: &AppState, who: &Principal, id: &str) -> ApiResult<Chunk> {
+    match state.service.chunk(id).await {
+        Ok(c) if who.role == Role::Provider && c.provider.id == who.account => Ok(c),
+        _ => Err(ApiError::not_found("chunk", id)),
+    }
+}
+
+pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    CHUNKS.check(&query)?;
+    let mut items = Vec::new();
+    if who.role == Role::Provider {
+        for file in state.service.workflow().list().await? {
+            if file.provider.id == who.account && matches!(file.status, FileStatus::Accepted | FileStatus::Closed) {
+                items.extend(state.service.chunks(&file.id).await?.iter().map(chunk_json));
+            }
+        }
+    }
+    let (page, total) = select(items, &query, &CHUNKS)?;
+    Ok(page_response(page, query.offset, total))
+}
+
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(chunk_json(&visible(&state, &who, &id).await?)))
+}
+
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &who, &id).await?;
+    let body: Value = parse_json(&body)?;
+    let external_id = body
+        .get("external_id")
+        .or_else(|| body.get("binding").and_then(|b| b.get("external_id")))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("external_id is required"))?;
+    Ok(Json(chunk_json(&state.service.set_chunk_external_id(&who.actor(), &id, external_id).await?)))
+}
+
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let chunk = visible(&state, &who, &id).await?;
+    let object = chunk.document.as_ref().ok_or_else(|| ApiError::not_found("document of chunk", &id))?;
+    Ok(xlsx_response(state.service.document(object).await?, &object.filename))
+}
+
+pub(crate) async fn close(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &who, &id).await?;
+    let body: Value = parse_json(&body)?;
+    let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let step = ChunkStep::Close {
+        external_billing_id: s("external_billing_id"),
+        external_billing_note: s("external_billing_note"),
+    };
+    Ok(Json(chunk_json(&state.service.chunk_step(&who.actor(), &id, step).await?)))
+}
+
+pub(crate) async fn regenerate(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &who, &id).await?;
+    Ok(Json(chunk_json(&state.service.chunk_step(&who.actor(), &id, ChunkStep::Regenerate).await?)))
+}

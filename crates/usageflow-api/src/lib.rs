@@ -1,0 +1,116 @@
+//! The HTTP API of Usageflow under `/public/v1`, compatible with the usage part of the
+//! CloudBlue Connect REST API: the same paths, bodies, wire values, RQL listing conventions
+//! and error shape, so that existing Connect clients work against it unchanged.
+//!
+//! Every call is authenticated with an API key bound to an account (vendor, provider or
+//! reseller); every object a call can reach is checked against that account, and objects of
+//! other tenants answer 404 as if they did not exist.
+
+pub mod auth;
+mod chunks;
+pub mod error;
+mod events;
+mod files;
+pub mod listing;
+mod openapi;
+mod recon;
+mod records;
+pub mod rql;
+mod rules;
+mod server;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use usageflow_files::FileService;
+use usageflow_model::{Catalogue, UsageFile};
+
+pub use auth::{KeyRing, Principal, Role, StoredKey};
+pub use events::EventSink;
+pub use server::{ApiConfig, app, serve};
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Usage files, records, chunks and rules.
+    pub service: FileService,
+    /// The catalogue.
+    pub catalogue: Arc<Catalogue>,
+    /// Accepted API keys.
+    pub keys: Arc<KeyRing>,
+    /// Where ingested events go (absent: the endpoint answers 503).
+    pub events: Option<Arc<EventSink>>,
+}
+
+impl AsRef<KeyRing> for AppState {
+    fn as_ref(&self) -> &KeyRing {
+        &self.keys
+    }
+}
+
+/// Every endpoint the API serves: method, path under `/public/v1`, summary, success status,
+/// whether it is a paged listing.
+pub fn openapi_endpoints() -> &'static [(&'static str, &'static str, &'static str, u16, bool)] {
+    openapi::ENDPOINTS
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::spec()
+}
+
+/// Whether `who` may see `file`.
+pub(crate) fn sees_file(who: &Principal, file: &UsageFile) -> bool {
+    match who.role {
+        Role::Vendor => file.vendor.id == who.account,
+        Role::Provider => file.provider.id == who.account,
+        Role::Reseller => false,
+    }
+}
+
+/// The API's routes under `/public/v1` (without the server's layers).
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/usage/files", get(files::list).post(files::create))
+        .route("/usage/files/{id}", get(files::detail).put(files::update))
+        .route("/usage/files/{id}/upload", post(files::upload))
+        .route("/usage/files/{id}/submit", post(files::submit))
+        .route("/usage/files/{id}/accept", post(files::accept))
+        .route("/usage/files/{id}/reject", post(files::reject))
+        .route("/usage/files/{id}/approve-all", put(files::approve_all).post(files::approve_all))
+        .route("/usage/files/{id}/close", post(files::close))
+        .route("/usage/files/{id}/delete", post(files::delete))
+        .route("/usage/files/{id}/reprocess", post(files::reprocess))
+        .route("/usage/files/{id}/reconciliation", post(records::file_reconciliation))
+        .route("/usage/files/{id}/categories", get(files::categories))
+        .route("/usage/files/{id}/usagefile", get(files::uploaded_document))
+        .route("/usage/files/{id}/processedfile", get(files::processed_document))
+        .route("/usage/products/{id}/template", get(files::template))
+        .route("/usage/products/{id}/template/download", get(files::template_download))
+        .route("/usage/records", get(records::list))
+        .route("/usage/records/close-records", post(records::close_many))
+        .route("/usage/records/{id}", get(records::detail).put(records::set_status))
+        .route("/usage/records/{id}/close", post(records::close_one))
+        .route("/usage/aggregates", get(records::aggregates))
+        .route("/assets/{asset_pk}/usage/aggregates", get(records::asset_aggregates))
+        .route("/usage/chunks", get(chunks::list))
+        .route("/usage/chunks/{id}", get(chunks::detail).put(chunks::update))
+        .route("/usage/chunks/{id}/download", get(chunks::download))
+        .route("/usage/chunks/{id}/close", post(chunks::close))
+        .route("/usage/chunks/{id}/regenerate", post(chunks::regenerate))
+        .route("/usage/reconciliations", get(records::reconciliations).post(records::reconciliation_upload))
+        .route("/usage/reconciliations/{id}", get(records::reconciliation))
+        .route("/usage/reconciliations/{id}/uploadedfile", get(records::reconciliation_uploaded))
+        .route("/usage/reconciliations/{id}/uploadedFile", get(records::reconciliation_uploaded))
+        .route("/usage/reconciliations/{id}/processedfile", get(records::reconciliation_processed))
+        .route("/usage/reconciliations/{id}/processedFile", get(records::reconciliation_processed))
+        .route("/products/{product_pk}/usage/rules", get(rules::list).post(rules::create))
+        .route("/products/{product_pk}/usage/rules/{id}", get(rules::detail).put(rules::update).delete(rules::remove))
+        .route("/usage/events", post(events::ingest))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(|| async {
+            error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+        });
+    Router::new().nest("/public/v1", v1).route("/healthz", get(|| async { "ok" })).with_state(state)
+}

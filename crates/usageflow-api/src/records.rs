@@ -1,0 +1,689 @@
+//! `/usage/records` and `/usage/aggregates`: queries run on DataFusion over the records
+//! tables of the caller's files (see `usageflow_query::records_session`); RQL filters become
+//! SQL predicates on a fixed set of columns, with every value a quoted literal or a checked
+//! number, so no query can reach another tenant's rows.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use usageflow_files::RecordRequest;
+use usageflow_model::{RecordStatus, UsageFile};
+use usageflow_query::sql_string;
+
+use crate::error::{ApiError, ApiResult};
+use crate::files::{multipart_file, parse_json, visible_file, xlsx_response};
+use crate::listing::content_range;
+use crate::rql::{Expr, Op, Query};
+use crate::{AppState, Principal, Role, sees_file};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Time,
+    Int,
+}
+
+/// Filterable record fields: API name → column of the `records` view.
+const RECORD_FIELDS: &[(&str, &str, Kind)] = &[
+    ("id", "id", Kind::Text),
+    ("asset.id", "asset_id", Kind::Text),
+    ("asset_id", "asset_id", Kind::Text),
+    ("asset.external_id", "asset_external_id", Kind::Text),
+    ("asset_external_id", "asset_external_id", Kind::Text),
+    ("asset.external_uid", "asset_external_uid", Kind::Text),
+    ("asset_external_uid", "asset_external_uid", Kind::Text),
+    ("item.id", "item_id", Kind::Text),
+    ("item_id", "item_id", Kind::Text),
+    ("item.local_id", "item_local_id", Kind::Text),
+    ("item.type", "item_type", Kind::Text),
+    ("product.id", "product_id", Kind::Text),
+    ("product_id", "product_id", Kind::Text),
+    ("hub.id", "hub_id", Kind::Text),
+    ("part_usage_file__hub__id", "hub_id", Kind::Text),
+    ("usage_file", "usagefile_id", Kind::Text),
+    ("usagefile.id", "usagefile_id", Kind::Text),
+    ("usagefile.schema", "usagefile_schema", Kind::Text),
+    ("category.id", "category_id", Kind::Text),
+    ("tier", "tier", Kind::Int),
+    ("status", "status", Kind::Text),
+    ("external_billing_id", "external_billing_id", Kind::Text),
+    ("start_date", "start_date", Kind::Time),
+    ("end_date", "end_date", Kind::Time),
+    ("usage_start_time", "start_date", Kind::Time),
+    ("created_time", "created_time", Kind::Time),
+];
+
+const RECORD_ORDERABLE: &[&str] = &["status", "usage_start_time", "start_date", "created_time", "id"];
+
+fn column(field: &str) -> ApiResult<(&'static str, Kind)> {
+    RECORD_FIELDS.iter().find(|(f, _, _)| *f == field).map(|(_, c, k)| (*c, *k)).ok_or_else(|| {
+        let names: Vec<&str> = RECORD_FIELDS.iter().map(|(f, _, _)| *f).collect();
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "RQL_002",
+            format!("usage records cannot be filtered by `{field}`; filterable fields: {}", names.join(", ")),
+        )
+    })
+}
+
+fn literal(field: &str, kind: Kind, value: &str) -> ApiResult<String> {
+    let bad = |what: &str| {
+        ApiError::new(StatusCode::BAD_REQUEST, "RQL_004", format!("`{value}` given for `{field}` is not {what}"))
+    };
+    Ok(match kind {
+        Kind::Text => sql_string(value),
+        Kind::Int => value.parse::<u64>().map_err(|_| bad("a whole number"))?.to_string(),
+        Kind::Time => {
+            let t = DateTime::parse_from_rfc3339(value)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc()))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                })
+                .map_err(|_| bad("a date or date-time"))?;
+            t.timestamp_micros().to_string()
+        }
+    })
+}
+
+fn col_sql(col: &str, kind: Kind) -> String {
+    if kind == Kind::Time { format!("arrow_cast(\"{col}\", 'Int64')") } else { format!("\"{col}\"") }
+}
+
+/// The SQL predicate of an RQL filter over the `records` view.
+fn to_sql(expr: &Expr) -> ApiResult<String> {
+    Ok(match expr {
+        Expr::And(v) if v.is_empty() => "TRUE".to_owned(),
+        Expr::Or(v) if v.is_empty() => "FALSE".to_owned(),
+        Expr::And(v) => format!("({})", v.iter().map(to_sql).collect::<ApiResult<Vec<_>>>()?.join(" AND ")),
+        Expr::Or(v) => format!("({})", v.iter().map(to_sql).collect::<ApiResult<Vec<_>>>()?.join(" OR ")),
+        Expr::Not(e) => format!("(NOT COALESCE({}, FALSE))", to_sql(e)?),
+        Expr::Null { field } => format!("(\"{}\" IS NULL)", column(field)?.0),
+        Expr::Empty { field } => {
+            let (c, k) = column(field)?;
+            if k == Kind::Text { format!("(\"{c}\" IS NULL OR \"{c}\" = '')") } else { format!("(\"{c}\" IS NULL)") }
+        }
+        Expr::In { field, values, negated } => {
+            let (c, k) = column(field)?;
+            let list = values.iter().map(|v| literal(field, k, v)).collect::<ApiResult<Vec<_>>>()?.join(", ");
+            let col = col_sql(c, k);
+            if *negated { format!("({col} IS NULL OR {col} NOT IN ({list}))") } else { format!("({col} IN ({list}))") }
+        }
+        Expr::Cmp { op, field, value } => {
+            let (c, k) = column(field)?;
+            let col = col_sql(c, k);
+            match op {
+                Op::Like | Op::Ilike => {
+                    if k != Kind::Text {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "RQL_004",
+                            format!("`{}` cannot be used on `{field}`", op.name()),
+                        ));
+                    }
+                    let pattern = sql_string(&value.replace('*', "%"));
+                    let kw = if *op == Op::Like { "LIKE" } else { "ILIKE" };
+                    format!("({col} {kw} {pattern})")
+                }
+                _ => {
+                    let lit = literal(field, k, value)?;
+                    let sym = match op {
+                        Op::Eq => "=",
+                        Op::Ne => "<>",
+                        Op::Lt => "<",
+                        Op::Le => "<=",
+                        Op::Gt => ">",
+                        _ => ">=",
+                    };
+                    if *op == Op::Ne {
+                        format!("({col} IS NULL OR {col} <> {lit})")
+                    } else {
+                        format!("({col} {sym} {lit})")
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Files whose records the caller may query, and the row predicate for its role.
+async fn scope(state: &AppState, who: &Principal) -> ApiResult<(Vec<UsageFile>, String)> {
+    let all = state.service.workflow().list().await?;
+    Ok(match who.role {
+        Role::Vendor | Role::Provider => (all.into_iter().filter(|f| sees_file(who, f)).collect(), "TRUE".to_owned()),
+        Role::Reseller => {
+            let account = sql_string(&who.account);
+            (all, format!("(tier1_id = {account} OR tier2_id = {account})"))
+        }
+    })
+}
+
+async fn session(state: &AppState, files: &[UsageFile]) -> ApiResult<datafusion::prelude::SessionContext> {
+    let mut changes = Vec::new();
+    for f in files {
+        let (version, c) = state.service.record_changes(&f.id).await?;
+        if version > 0 {
+            changes.push((f.id.clone(), c));
+        }
+    }
+    Ok(usageflow_query::records_session(state.service.object_store().clone(), files, &changes).await?)
+}
+
+/// A record as the API shows it (`usage.UsageRecord`); quantities are exact JSON numbers.
+#[derive(Debug, Serialize)]
+pub(crate) struct ApiRecord {
+    id: String,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    product_id: Option<String>,
+    item: Value,
+    item_id: Option<String>,
+    resource_local_id: Option<String>,
+    asset: Value,
+    asset_id: Option<String>,
+    asset_external_id: Option<String>,
+    asset_external_uid: Option<String>,
+    category: Value,
+    tier: Option<u64>,
+    usage: Box<RawValue>,
+    amount: Option<Box<RawValue>>,
+    multiplier: u64,
+    status: Option<String>,
+    external_billing_id: Option<String>,
+    external_billing_note: Option<String>,
+    closed_at: Option<String>,
+    closed_by: Option<String>,
+    params: Value,
+    usagefile: Value,
+    hub: Value,
+    vendor_record_id: Option<String>,
+    record_note: Option<String>,
+}
+
+fn number(text: Option<&str>) -> Option<Box<RawValue>> {
+    let d = Decimal::from_str(text?).ok()?.normalize();
+    RawValue::from_string(d.to_string()).ok()
+}
+
+fn time(text: Option<&str>) -> Option<String> {
+    let t = text?;
+    Some(DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&Utc).to_rfc3339()).unwrap_or_else(|_| t.to_owned()))
+}
+
+/// Rows of batches as maps of column → text.
+fn rows(batches: &[RecordBatch]) -> ApiResult<Vec<HashMap<String, Option<String>>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        let columns: Vec<(String, StringArray)> = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| {
+                let cast = arrow::compute::cast(c, &DataType::Utf8).map_err(|e| ApiError::internal(e.to_string()))?;
+                let strings =
+                    cast.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| ApiError::internal("cast"))?;
+                Ok((f.name().clone(), strings))
+            })
+            .collect::<ApiResult<_>>()?;
+        for i in 0..batch.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|(n, a)| (n.clone(), if a.is_null(i) { None } else { Some(a.value(i).to_owned()) }))
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn record_of(row: &HashMap<String, Option<String>>) -> ApiRecord {
+    let s = |k: &str| row.get(k).cloned().flatten();
+    ApiRecord {
+        id: s("id").unwrap_or_default(),
+        start_date: time(s("start_date").as_deref()),
+        end_date: time(s("end_date").as_deref()),
+        product_id: s("product_id"),
+        item: json!({"id": s("item_id"), "local_id": s("item_local_id"), "name": s("item_name"), "unit": s("item_unit"),
+            "mpn": s("item_mpn"), "precision": s("item_precision"), "type": s("item_type")}),
+        item_id: s("item_id"),
+        resource_local_id: s("item_local_id"),
+        asset: json!({"id": s("asset_id"), "external_id": s("asset_external_id"),
+            "external_uid": s("asset_external_uid"), "recon_id": s("asset_recon_id")}),
+        asset_id: s("asset_id"),
+        asset_external_id: s("asset_external_id"),
+        asset_external_uid: s("asset_external_uid"),
+        category: json!({"id": s("category_id"), "name": s("category_name")}),
+        tier: s("tier").and_then(|t| t.parse().ok()),
+        usage: number(s("usage").as_deref()).unwrap_or_else(|| RawValue::from_string("0".into()).expect("0 is JSON")),
+        amount: number(s("amount").as_deref()),
+        multiplier: s("multiplier").and_then(|m| m.parse().ok()).unwrap_or(1),
+        status: s("status"),
+        external_billing_id: s("external_billing_id"),
+        external_billing_note: s("external_billing_note"),
+        closed_at: time(s("closed_at").as_deref()),
+        closed_by: s("closed_by"),
+        params: s("params").and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_else(|| json!([])),
+        usagefile: json!({"id": s("usagefile_id"), "name": s("usagefile_name"), "schema": s("usagefile_schema"),
+            "currency": s("usagefile_currency")}),
+        hub: json!({"id": s("hub_id")}),
+        vendor_record_id: s("vendor_record_id"),
+        record_note: s("record_note"),
+    }
+}
+
+fn where_clause(tenant: &str, query: &Query) -> ApiResult<String> {
+    let mut parts = vec![tenant.to_owned()];
+    if let Some(f) = &query.filter {
+        parts.push(to_sql(f)?);
+    }
+    if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
+        let p = sql_string(&format!("%{search}%"));
+        parts.push(format!("(id ILIKE {p} OR asset_id ILIKE {p} OR item_id ILIKE {p} OR vendor_record_id ILIKE {p})"));
+    }
+    Ok(parts.join(" AND "))
+}
+
+async fn query_records(state: &AppState, who: &Principal, query: &Query) -> ApiResult<(Vec<ApiRecord>, usize)> {
+    for o in &query.ordering {
+        if !RECORD_ORDERABLE.contains(&o.field.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "RQL_003",
+                format!(
+                    "usage records cannot be ordered by `{}`; orderable fields: {}",
+                    o.field,
+                    RECORD_ORDERABLE.join(", ")
+                ),
+            ));
+        }
+    }
+    let (files, tenant) = scope(state, who).await?;
+    let filter = where_clause(&tenant, query)?;
+    let ctx = session(state, &files).await?;
+    let count = usageflow_query::collect(&ctx, &format!("SELECT count(*) AS n FROM records WHERE {filter}")).await?;
+    let total =
+        rows(&count)?.first().and_then(|r| r.get("n").cloned().flatten()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let mut order: Vec<String> = query
+        .ordering
+        .iter()
+        .map(|o| {
+            let (c, _) = column(&o.field)?;
+            Ok(format!("\"{c}\" {}", if o.descending { "DESC" } else { "ASC" }))
+        })
+        .collect::<ApiResult<_>>()?;
+    order.push("id ASC".to_owned());
+    let sql = format!(
+        "SELECT * FROM records WHERE {filter} ORDER BY {} LIMIT {} OFFSET {}",
+        order.join(", "),
+        query.page_size(),
+        query.offset
+    );
+    let batches = usageflow_query::collect(&ctx, &sql).await?;
+    Ok((rows(&batches)?.iter().map(record_of).collect(), total))
+}
+
+fn json_page<T: Serialize>(items: Vec<T>, offset: usize, total: usize) -> Response {
+    let range = content_range(offset, items.len(), total);
+    let mut response = Json(items).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&range) {
+        response.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let (items, total) = query_records(&state, &who, &query).await?;
+    Ok(json_page(items, query.offset, total))
+}
+
+/// The file of a record id (`UR-{file digits}-NNNN-NNNN`).
+fn file_of_record(id: &str) -> Option<String> {
+    let rest = id.strip_prefix("UR-")?;
+    let mut parts: Vec<&str> = rest.split('-').collect();
+    if parts.len() < 3 {
+        return None;
+    }
+    parts.truncate(parts.len() - 2);
+    Some(format!("UF-{}", parts.join("-")))
+}
+
+async fn one(state: &AppState, who: &Principal, id: &str) -> ApiResult<ApiRecord> {
+    let query = Query {
+        filter: Some(Expr::Cmp { op: Op::Eq, field: "id".into(), value: id.into() }),
+        limit: Some(1),
+        ..Query::default()
+    };
+    let (mut items, _) = query_records(state, who, &query).await?;
+    items.pop().ok_or_else(|| ApiError::not_found("usage record", id))
+}
+
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiRecord>> {
+    Ok(Json(one(&state, &who, &id).await?))
+}
+
+async fn change_one(state: &AppState, who: &Principal, id: &str, request: RecordRequest) -> ApiResult<Json<ApiRecord>> {
+    let file_id = file_of_record(id).ok_or_else(|| ApiError::not_found("usage record", id))?;
+    let file = visible_file(state, who, &file_id).await.map_err(|_| ApiError::not_found("usage record", id))?;
+    if who.role != Role::Provider {
+        return Err(ApiError::forbidden(format!("only the provider of {} changes its records", file.id)));
+    }
+    let outcome = state.service.change_records(&who.actor(), &file_id, &[request]).await?;
+    if let Some(Err(reason)) = outcome.into_iter().next().map(|o| o.result) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "USG_007", reason));
+    }
+    Ok(Json(one(state, who, id).await?))
+}
+
+pub(crate) async fn set_status(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<ApiRecord>> {
+    let body: Value = parse_json(&body)?;
+    let status: RecordStatus = body
+        .get("status")
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("status is required"))
+        .and_then(|s| serde_json::from_value(s).map_err(|e| ApiError::invalid(format!("invalid `status`: {e}"))))?;
+    change_one(&state, &who, &id, RecordRequest::SetStatus { id: id.clone(), status }).await
+}
+
+fn close_request(id: &str, body: &Value) -> RecordRequest {
+    let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    RecordRequest::Close {
+        id: id.to_owned(),
+        external_billing_id: s("external_billing_id").unwrap_or_default(),
+        external_billing_note: s("external_billing_note"),
+    }
+}
+
+pub(crate) async fn close_one(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<ApiRecord>> {
+    let body: Value = if body.is_empty() { json!({}) } else { parse_json(&body)? };
+    change_one(&state, &who, &id, close_request(&id, &body)).await
+}
+
+/// Closes records in bulk: 206 with one result per record, in the order given.
+pub(crate) async fn close_many(State(state): State<AppState>, who: Principal, body: Bytes) -> ApiResult<Response> {
+    let body: Vec<Value> = parse_json(&body)?;
+    if who.role != Role::Provider {
+        return Err(ApiError::forbidden("only providers close records"));
+    }
+    let mut results: Vec<Option<Value>> = vec![None; body.len()];
+    let mut by_file: HashMap<String, Vec<(usize, RecordRequest)>> = HashMap::new();
+    for (i, item) in body.iter().enumerate() {
+        let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+        let fail = |reason: String| {
+            Some(json!({"id": id, "status": "failed", "error_codes": ["USG_007"], "error_details": [reason]}))
+        };
+        match file_of_record(id) {
+            None => results[i] = fail(format!("`{id}` is not a usage record id")),
+            Some(file) => by_file.entry(file).or_default().push((i, close_request(id, item))),
+        }
+    }
+    for (file_id, requests) in by_file {
+        let visible = match visible_file(&state, &who, &file_id).await {
+            Ok(_) => true,
+            Err(e) if e.status == StatusCode::NOT_FOUND => false,
+            Err(e) => return Err(e),
+        };
+        let outcomes = if visible {
+            let reqs: Vec<RecordRequest> = requests.iter().map(|(_, r)| r.clone()).collect();
+            state.service.change_records(&who.actor(), &file_id, &reqs).await?
+        } else {
+            requests
+                .iter()
+                .map(|(_, r)| usageflow_files::RecordOutcome {
+                    id: r.id().to_owned(),
+                    result: Err(format!("usage record {} does not exist", r.id())),
+                })
+                .collect()
+        };
+        for ((i, _), outcome) in requests.iter().zip(outcomes) {
+            results[*i] = Some(match outcome.result {
+                Ok(status) => {
+                    json!({"id": outcome.id, "status": status.as_str(), "error_codes": [], "error_details": []})
+                }
+                Err(reason) => {
+                    json!({"id": outcome.id, "status": "failed", "error_codes": ["USG_007"], "error_details": [reason]})
+                }
+            });
+        }
+    }
+    Ok((StatusCode::PARTIAL_CONTENT, Json(results.into_iter().flatten().collect::<Vec<_>>())).into_response())
+}
+
+const AGGREGATE_FIELDS: &[(&str, &str)] = &[
+    ("asset.id", "asset_id"),
+    ("asset.external_uid", "asset_external_uid"),
+    ("item.id", "item_id"),
+    ("item.local_id", "item_local_id"),
+    ("item.type", "item_type"),
+];
+
+fn aggregate_filter(expr: &Expr) -> ApiResult<()> {
+    for f in expr.fields() {
+        if !AGGREGATE_FIELDS.iter().any(|(a, _)| *a == f) {
+            let names: Vec<&str> = AGGREGATE_FIELDS.iter().map(|(a, _)| *a).collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "RQL_002",
+                format!("usage aggregates cannot be filtered by `{f}`; filterable fields: {}", names.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Per asset and item: `consumed` sums every reported record that is not invalid or rejected,
+/// `accepted` the approved and closed ones.
+async fn aggregate(state: &AppState, who: &Principal, query: &Query, asset: Option<&str>) -> ApiResult<Response> {
+    if let Some(f) = &query.filter {
+        aggregate_filter(f)?;
+    }
+    let (files, tenant) = scope(state, who).await?;
+    let mut filter = where_clause(&tenant, &Query { filter: query.filter.clone(), ..Query::default() })?;
+    if let Some(a) = asset {
+        filter.push_str(&format!(" AND asset_id = {}", sql_string(a)));
+    }
+    let ctx = session(state, &files).await?;
+    let sql = format!(
+        "SELECT asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
+         item_mpn, item_precision, item_type, usagefile_currency AS currency, \
+         SUM(usage) AS consumed, \
+         SUM(CASE WHEN status IN ('approved', 'closed') THEN usage ELSE 0 END) AS accepted, \
+         SUM(amount) AS amount, MAX(created_time) AS last_reported \
+         FROM records WHERE {filter} AND status NOT IN ('invalid', 'rejected') \
+         GROUP BY asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
+         item_mpn, item_precision, item_type, usagefile_currency ORDER BY asset_id, item_id"
+    );
+    let all = rows(&usageflow_query::collect(&ctx, &sql).await?)?;
+    let total = all.len();
+    #[derive(Serialize)]
+    struct Aggregate {
+        item: Value,
+        asset: Value,
+        amount: Option<Box<RawValue>>,
+        currency: Option<String>,
+        consumed: Box<RawValue>,
+        accepted: Box<RawValue>,
+        events: Value,
+    }
+    let zero = || RawValue::from_string("0".into()).expect("0 is JSON");
+    let page: Vec<Aggregate> = all
+        .iter()
+        .skip(query.offset)
+        .take(query.page_size())
+        .map(|row| {
+            let s = |k: &str| row.get(k).cloned().flatten();
+            Aggregate {
+                item: json!({"id": s("item_id"), "local_id": s("item_local_id"), "name": s("item_name"),
+                    "unit": s("item_unit"), "mpn": s("item_mpn"), "precision": s("item_precision"), "type": s("item_type")}),
+                asset: json!({"id": s("asset_id"), "external_id": s("asset_external_id"), "external_uid": s("asset_external_uid")}),
+                amount: number(s("amount").as_deref()),
+                currency: s("currency"),
+                consumed: number(s("consumed").as_deref()).unwrap_or_else(zero),
+                accepted: number(s("accepted").as_deref()).unwrap_or_else(zero),
+                events: json!({"last_reported": {"at": time(s("last_reported").as_deref())}}),
+            }
+        })
+        .collect();
+    Ok(json_page(page, query.offset, total))
+}
+
+pub(crate) async fn aggregates(
+    State(state): State<AppState>,
+    who: Principal,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    aggregate(&state, &who, &query, None).await
+}
+
+pub(crate) async fn asset_aggregates(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(asset): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    aggregate(&state, &who, &query, Some(&asset)).await
+}
+
+// Reconciliations.
+
+pub(crate) async fn file_reconciliation(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    form: Multipart,
+) -> ApiResult<Response> {
+    let file = visible_file(&state, &who, &id).await?;
+    if who.role != Role::Provider {
+        return Err(ApiError::forbidden(format!("only the provider of {id} reconciles it")));
+    }
+    let (filename, bytes, note) = multipart_file(form, &["recon_file", "reconciliation_file"]).await?;
+    crate::recon::reconcile(&state, &who, &file, &filename, bytes, note.unwrap_or_default()).await?;
+    let file = state.service.workflow().get(&id).await?;
+    Ok((StatusCode::CREATED, Json(crate::files::file_json(&file))).into_response())
+}
+
+pub(crate) async fn reconciliation_upload(
+    State(state): State<AppState>,
+    who: Principal,
+    form: Multipart,
+) -> ApiResult<Response> {
+    if who.role != Role::Provider {
+        return Err(ApiError::forbidden("only providers upload reconciliations"));
+    }
+    let mut usagefile = None;
+    let mut found = None;
+    let mut note = String::new();
+    let mut form = form;
+    while let Some(field) =
+        form.next_field().await.map_err(|e| ApiError::invalid(format!("the multipart body cannot be read: {e}")))?
+    {
+        match field.name().unwrap_or_default() {
+            "recon_file" | "reconciliation_file" => {
+                let name = field.file_name().unwrap_or("reconciliation.xlsx").to_owned();
+                let bytes = field.bytes().await.map_err(|e| ApiError::invalid(e.to_string()))?;
+                found = Some((name, bytes.to_vec()));
+            }
+            "upload_note" => note = field.text().await.unwrap_or_default(),
+            "usagefile" | "usagefile.id" | "usage_file" => usagefile = field.text().await.ok(),
+            _ => {}
+        }
+    }
+    let (filename, bytes) = found.ok_or_else(|| ApiError::invalid("the multipart body has no `recon_file` part"))?;
+    let file_id = match usagefile {
+        Some(id) => id,
+        None => crate::recon::file_named_in(&bytes)?,
+    };
+    let file = visible_file(&state, &who, &file_id).await?;
+    let recon = crate::recon::reconcile(&state, &who, &file, &filename, bytes, note).await?;
+    Ok((StatusCode::CREATED, Json(crate::recon::recon_json(&recon))).into_response())
+}
+
+pub(crate) async fn reconciliations(
+    State(state): State<AppState>,
+    who: Principal,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    crate::recon::list(&state, &who, &query).await
+}
+
+pub(crate) async fn reconciliation(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (recon, _) = crate::recon::visible(&state, &who, &id).await?;
+    Ok(Json(crate::recon::recon_json(&recon)))
+}
+
+pub(crate) async fn reconciliation_uploaded(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (_, stored) = crate::recon::visible(&state, &who, &id).await?;
+    let object = stored.uploaded.ok_or_else(|| ApiError::not_found("uploaded file of reconciliation", &id))?;
+    Ok(xlsx_response(state.service.document(&object).await?, &object.filename))
+}
+
+pub(crate) async fn reconciliation_processed(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (_, stored) = crate::recon::visible(&state, &who, &id).await?;
+    let object = stored.processed.ok_or_else(|| ApiError::not_found("processed file of reconciliation", &id))?;
+    Ok(xlsx_response(state.service.document(&object).await?, &object.filename))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rql::parse;
+
+    #[test]
+    fn rql_becomes_safe_sql() {
+        let q =
+            parse("and(eq(asset.id,AS-1' OR '1'='1),in(status,(approved,closed)),ge(start_date,2024-01-01))").unwrap();
+        let sql = to_sql(q.filter.as_ref().unwrap()).unwrap();
+        assert!(sql.contains("'AS-1'' OR ''1''=''1'"), "{sql}");
+        assert!(sql.contains("(\"status\" IN ('approved', 'closed'))"), "{sql}");
+        assert!(sql.contains("arrow_cast(\"start_date\", 'Int64') >= 1704067200000000"), "{sql}");
+        let e = to_sql(parse("eq(secret,1)").unwrap().filter.as_ref().unwrap()).unwrap_err();
+        assert_eq!(e.code, "RQL_002");
+        let e = to_sql(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
+        assert_eq!(e.code, "RQL_004");
+        assert_eq!(file_of_record("UR-2024-01-0001-0002-0003-0004-0005"), Some("UF-2024-01-0001-0002-0003".into()));
+    }
+}

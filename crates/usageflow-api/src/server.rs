@@ -1,0 +1,93 @@
+//! The server: listener, layers (body limit, timeout, access log) and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::AppState;
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// `host:port` to listen on.
+    pub listen: String,
+    /// The API key file (TOML, digests only); see `usageflow api key-add`.
+    pub keys_file: String,
+    /// Largest request body, in bytes (spreadsheet uploads included).
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 408 and dropped.
+    pub request_timeout_secs: u64,
+    /// Accept metering events over HTTP and write them to the Kafka topic.
+    pub events_enabled: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            keys_file: "data/api-keys.toml".to_owned(),
+            max_body_bytes: 64 * 1024 * 1024,
+            request_timeout_secs: 120,
+            events_enabled: true,
+        }
+    }
+}
+
+/// One structured access-log line per request.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let key = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("ApiKey "))
+        .and_then(|k| k.split_once('.'))
+        .map(|(id, _)| id.to_owned());
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "usageflow::access",
+        %method,
+        path,
+        route = route.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        key = key.as_deref().unwrap_or("-"),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// The router with the server's layers.
+pub fn app(state: AppState, config: &ApiConfig) -> axum::Router {
+    crate::router(state)
+        .layer(middleware::from_fn(access_log))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs.max(1)),
+        ))
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    state: AppState,
+    config: &ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, keys = state.keys.len(), "HTTP API listening on /public/v1");
+    axum::serve(listener, app(state, config)).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("HTTP API stopped");
+    Ok(addr)
+}

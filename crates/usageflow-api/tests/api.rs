@@ -1,0 +1,482 @@
+//! The HTTP API end to end on a local store: the Connect usage workflow over HTTP, RQL
+//! listings on DataFusion, bulk close with 206, reconciliation, rules, chunks, and a walk of
+//! every endpoint with every role that checks that nothing crosses tenants.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use usageflow_api::{ApiConfig, AppState, KeyRing, Role, StoredKey, auth::digest};
+use usageflow_files::FileService;
+use usageflow_model::ReportingSchema;
+use usageflow_workflow::{FixedClock, WorkflowStore};
+
+struct Api {
+    app: Router,
+    keys: HashMap<&'static str, String>,
+    _dir: tempfile::TempDir,
+}
+
+const ACCOUNTS: [(&str, &str, Role); 7] = [
+    ("fieldlink", "VA-200-002", Role::Vendor),
+    ("vaultline", "VA-300-003", Role::Vendor),
+    ("nimbus", "VA-100-001", Role::Vendor),
+    ("northwind", "PA-500-001", Role::Provider),
+    ("southgate", "PA-500-002", Role::Provider),
+    ("blueharbor", "RA-700-001", Role::Reseller),
+    ("other-reseller", "RA-700-009", Role::Reseller),
+];
+
+fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
+    let catalogue = Arc::new(
+        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap(),
+    );
+    let service = FileService::new(store.clone(), WorkflowStore::new(store, clock), catalogue.clone());
+    let mut keys = HashMap::new();
+    let mut stored = Vec::new();
+    for (name, account, role) in ACCOUNTS {
+        let key = format!("SU-{name}.secret-of-{name}");
+        stored.push(StoredKey {
+            id: format!("SU-{name}"),
+            name: name.to_owned(),
+            account: account.to_owned(),
+            role,
+            sha256: digest(&key),
+        });
+        keys.insert(name, key);
+    }
+    let state = AppState { service, catalogue, keys: Arc::new(KeyRing::new(stored)), events: None };
+    Api { app: usageflow_api::app(state, &ApiConfig::default()), keys, _dir: dir }
+}
+
+struct Reply {
+    status: StatusCode,
+    range: Option<String>,
+    body: Value,
+    bytes: Vec<u8>,
+}
+
+impl Api {
+    async fn send(&self, who: Option<&str>, method: Method, path: &str, body: Body, content_type: &str) -> Reply {
+        let mut req = Request::builder().method(method).uri(format!("/public/v1{path}"));
+        if let Some(who) = who {
+            req = req.header("Authorization", format!("ApiKey {}", self.keys[who]));
+        }
+        let req = req.header("Content-Type", content_type).body(body).unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let range = res.headers().get("content-range").map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, range, body, bytes }
+    }
+
+    async fn call(&self, who: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(Some(who), method, path, body, "application/json").await
+    }
+
+    async fn get(&self, who: &str, path: &str) -> Reply {
+        self.call(who, Method::GET, path, None).await
+    }
+
+    async fn post(&self, who: &str, path: &str, body: Value) -> Reply {
+        self.call(who, Method::POST, path, Some(body)).await
+    }
+
+    async fn upload(&self, who: &str, path: &str, field: &str, bytes: &[u8]) -> Reply {
+        let boundary = "usageflow-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"usage.xlsx\"\r\n\
+             Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.send(Some(who), Method::POST, path, Body::from(body), &format!("multipart/form-data; boundary={boundary}"))
+            .await
+    }
+}
+
+fn workbook(schema: ReportingSchema, rows: &[&[(&str, &str)]]) -> Vec<u8> {
+    let mut columns = usageflow_files::write::record_columns(schema);
+    if schema == ReportingSchema::Pr {
+        columns.push("v.backup_policy");
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            columns.iter().map(|c| row.iter().find(|(k, _)| k == c).map_or("", |(_, v)| *v).to_owned()).collect()
+        })
+        .collect();
+    usageflow_files::write_workbook(&[], &[], &columns, &rows).unwrap()
+}
+
+fn sms(id: &str, quantity: &str, day: &str, asset: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("record_id", id.to_owned()),
+        ("item_search_criteria", "item.mpn".into()),
+        ("item_search_value", "FL-SMS".into()),
+        ("quantity", quantity.to_owned()),
+        ("start_time_utc", format!("2026-11-{day} 00:00:00")),
+        ("end_time_utc", format!("2026-11-{day} 23:59:59")),
+        ("asset_search_criteria", "asset.id".into()),
+        ("asset_search_value", asset.to_owned()),
+    ]
+}
+
+fn rows_of<'a>(rows: &'a [Vec<(&'static str, String)>]) -> Vec<Vec<(&'static str, &'a str)>> {
+    rows.iter().map(|r| r.iter().map(|(k, v)| (*k, v.as_str())).collect()).collect()
+}
+
+/// Tenant A: Fieldlink (vendor) → Northwind (provider), assets resold by Blue Harbor (1201, 1202).
+/// Tenant B: Vaultline (vendor) → Southgate (provider).
+async fn seed(api: &Api) -> (String, String) {
+    let a = api
+        .post(
+            "fieldlink",
+            "/usage/files",
+            json!({"name": "Fieldlink November", "product": {"id": "PRD-200-200-002"},
+                "contract": {"id": "CRD-20001-10001-00001"}, "period": {"from": "2026-11-01", "to": "2026-11-30"},
+                "external_id": "fl-2026-11", "description": "SMS usage"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let a_id = a.body["id"].as_str().unwrap().to_owned();
+    let rows = [
+        sms("r1", "10", "01", "AS-1000-0719-1201"),
+        sms("r2", "20", "02", "AS-1000-8638-1202"),
+        sms("r3", "30", "03", "AS-1000-6557-1203"),
+        sms("r4", "40", "04", "AS-1000-6557-1203"),
+    ];
+    let refs = rows_of(&rows);
+    let refs: Vec<&[(&str, &str)]> = refs.iter().map(Vec::as_slice).collect();
+    let up = api
+        .upload(
+            "fieldlink",
+            &format!("/usage/files/{a_id}/upload"),
+            "usage_file",
+            &workbook(ReportingSchema::Qt, &refs),
+        )
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.body);
+    assert_eq!(up.body["status"], "ready", "{}", up.body);
+    assert_eq!(up.body["records"]["valid"], 4);
+
+    let b = api
+        .post(
+            "vaultline",
+            "/usage/files",
+            json!({"product": {"id": "PRD-300-300-003"}, "contract": {"id": "CRD-30001-10002-00002"},
+                "period": {"from": "2026-11-01", "to": "2026-11-30"}, "external_id": "vl-2026-11"}),
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    let b_id = b.body["id"].as_str().unwrap().to_owned();
+    let row = [
+        ("record_id", "b1"),
+        ("item_search_criteria", "item.mpn"),
+        ("item_search_value", "VL-BKP-GB"),
+        ("amount", "12.50"),
+        ("quantity", "100.25"),
+        ("start_time_utc", "2026-11-01 00:00:00"),
+        ("end_time_utc", "2026-11-30 23:59:59"),
+        ("asset_search_criteria", "asset.id"),
+        ("asset_search_value", "AS-1000-3519-2401"),
+        ("v.backup_policy", "daily"),
+    ];
+    let up = api
+        .upload(
+            "vaultline",
+            &format!("/usage/files/{b_id}/upload"),
+            "usage_file",
+            &workbook(ReportingSchema::Pr, &[&row]),
+        )
+        .await;
+    assert_eq!(up.body["status"], "ready", "{}", up.body);
+    (a_id, b_id)
+}
+
+#[tokio::test]
+async fn connect_workflow_over_http() {
+    let api = api();
+    let (a, b) = seed(&api).await;
+
+    // Listings: tenants, RQL, paging.
+    let list = api.get("fieldlink", "/usage/files").await;
+    assert_eq!(list.range.as_deref(), Some("items 0-0/1"));
+    assert_eq!(list.body[0]["id"], a.as_str());
+    assert_eq!(list.body[0]["product"]["id"], "PRD-200-200-002");
+    assert_eq!(list.body[0]["schema"], "qt");
+    let q = api.get("fieldlink", "/usage/files?and(eq(status,ready),in(product.id,(PRD-200-200-002)))&limit=10").await;
+    assert_eq!(q.body.as_array().unwrap().len(), 1, "{}", q.body);
+    let q = api.get("fieldlink", "/usage/files?status=draft").await;
+    assert_eq!((q.status, q.range.as_deref()), (StatusCode::OK, Some("items 0-0/0")));
+    let bad = api.get("fieldlink", "/usage/files?eq(status,ready").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["error_code"], "RQL_001");
+    assert!(bad.body["errors"][0].as_str().unwrap().contains("at character 15"), "{}", bad.body);
+    let bad = api.get("fieldlink", "/usage/files?eq(password,x)").await;
+    assert_eq!(bad.body["error_code"], "RQL_002");
+
+    // Records of a ready file, on DataFusion.
+    let recs = api.get("northwind", &format!("/usage/records?usagefile.id={a}&ordering(usage_start_time)")).await;
+    assert_eq!(recs.status, StatusCode::OK, "{}", recs.body);
+    assert_eq!(recs.range.as_deref(), Some("items 0-3/4"));
+    assert_eq!(recs.body[0]["status"], "valid");
+    assert_eq!(recs.body[0]["item"]["mpn"], "FL-SMS");
+    assert_eq!(recs.body[3]["usage"], json!(40));
+    let page = api
+        .get("northwind", "/usage/records?ge(usage_start_time,2026-11-02)&limit=2&offset=1&ordering(-usage_start_time)")
+        .await;
+    assert_eq!(page.range.as_deref(), Some("items 1-2/3"), "{}", page.body);
+    assert_eq!(page.body[0]["vendor_record_id"], "r3");
+    let first_id = recs.body[0]["id"].as_str().unwrap().to_owned();
+
+    // Vendor submits; provider approves one record, rejects none, accepts the file.
+    assert_eq!(api.post("fieldlink", &format!("/usage/files/{a}/submit"), json!({})).await.body["status"], "pending");
+    let r = api
+        .call("northwind", Method::PUT, &format!("/usage/records/{first_id}"), Some(json!({"status": "approved"})))
+        .await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("approved")), "{}", r.body);
+    let r = api
+        .call("fieldlink", Method::PUT, &format!("/usage/records/{first_id}"), Some(json!({"status": "rejected"})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let acc = api.post("northwind", &format!("/usage/files/{a}/accept"), json!({"acceptance_note": "fine"})).await;
+    assert_eq!(acc.body["status"], "accepted", "{}", acc.body);
+    assert_eq!(acc.body["acceptance_note"], "fine");
+
+    // Aggregates: consumed and accepted per asset and item.
+    let agg = api.get("northwind", "/usage/aggregates?eq(asset.id,AS-1000-6557-1203)").await;
+    assert_eq!(agg.status, StatusCode::OK, "{}", agg.body);
+    assert_eq!(agg.body[0]["consumed"], json!(70));
+    assert_eq!(agg.body[0]["accepted"], json!(70));
+    let agg = api.get("fieldlink", "/assets/AS-1000-0719-1201/usage/aggregates").await;
+    assert_eq!(agg.body.as_array().unwrap().len(), 1, "{}", agg.body);
+
+    // Bulk close: 206 with per-record outcomes; unknown and foreign ids fail alone.
+    let ids: Vec<String> = recs.body.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    let closed = api
+        .post(
+            "northwind",
+            "/usage/records/close-records",
+            json!([
+                {"id": ids[0], "external_billing_id": "INV-1", "external_billing_note": "Nov"},
+                {"id": ids[1], "external_billing_id": ""},
+                {"id": "UR-0000-00-0000-0000-0000-0000-0001", "external_billing_id": "INV-1"},
+                {"id": ids[2], "external_billing_id": "INV-1"},
+            ]),
+        )
+        .await;
+    assert_eq!(closed.status, StatusCode::PARTIAL_CONTENT, "{}", closed.body);
+    let statuses: Vec<&str> = closed.body.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["closed", "failed", "failed", "closed"], "{}", closed.body);
+    let r = api.get("northwind", &format!("/usage/records/{}", ids[0])).await;
+    assert_eq!((r.body["status"].as_str(), r.body["external_billing_id"].as_str()), (Some("closed"), Some("INV-1")));
+    let q = api.get("northwind", "/usage/records?status=closed").await;
+    assert_eq!(q.range.as_deref(), Some("items 0-1/2"));
+
+    // Chunks of the accepted file, for its provider only.
+    let chunks = api.get("northwind", &format!("/usage/chunks?usagefile.id={a}")).await;
+    assert_eq!(chunks.status, StatusCode::OK);
+    let chunk = chunks.body[0]["id"].as_str().unwrap().to_owned();
+    let dl = api.get("northwind", &format!("/usage/chunks/{chunk}/download")).await;
+    assert_eq!(dl.status, StatusCode::OK);
+    assert!(dl.bytes.starts_with(b"PK"));
+    let up = api
+        .call("northwind", Method::PUT, &format!("/usage/chunks/{chunk}"), Some(json!({"external_id": "BATCH-7"})))
+        .await;
+    assert_eq!(up.body["binding"]["external_id"], "BATCH-7", "{}", up.body);
+
+    // Reconciliation closes the last open record, which closes the file.
+    let recon = workbook(ReportingSchema::Qt, &[]);
+    let bad = api.upload("northwind", &format!("/usage/files/{a}/reconciliation"), "recon_file", &recon).await;
+    let r = api.get("northwind", "/usage/reconciliations").await;
+    assert_eq!(bad.status, StatusCode::CREATED, "{}", bad.body);
+    assert_eq!(r.body[0]["status"], "failed", "a reconciliation without billing ids fails: {}", r.body);
+    let columns = ["record_id", "external_billing_id", "external_billing_note"];
+    let rows = vec![
+        vec![ids[3].clone(), "INV-2".to_owned(), "late".to_owned()],
+        vec![ids[1].clone(), "INV-2".to_owned(), String::new()],
+        vec![ids[0].clone(), "INV-9".into(), String::new()],
+    ];
+    let recon = usageflow_files::write_workbook(&[], &[], &columns, &rows).unwrap();
+    let done = api.upload("northwind", &format!("/usage/files/{a}/reconciliation"), "recon_file", &recon).await;
+    assert_eq!(done.body["status"], "closed", "{}", done.body);
+    let list = api.get("northwind", "/usage/reconciliations?ordering(id)").await;
+    assert_eq!(list.range.as_deref(), Some("items 0-1/2"));
+    let rid = list.body[1]["id"].as_str().unwrap();
+    assert_eq!(list.body[1]["status"], "processed");
+    let processed = api.get("northwind", &format!("/usage/reconciliations/{rid}/processedfile")).await;
+    let book = usageflow_files::read_workbook(&processed.bytes, &Default::default()).unwrap();
+    assert_eq!(book.records[0].get("status"), Some("closed"));
+    assert_eq!(book.records[1].get("status"), Some("closed"));
+    assert_eq!(book.records[2].get("status"), Some("failed"), "a closed record keeps its first billing id");
+
+    // Rules: provider writes, vendor reads, nobody else sees them.
+    let rule = api
+        .post("northwind", "/products/PRD-200-200-002/usage/rules", json!({"action": "accept", "scope": "file", "rule": "records <= 1000", "item": {"id": "PRD-200-200-002-0002"}}))
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.body);
+    let id = rule.body["id"].as_str().unwrap();
+    assert_eq!(
+        api.get("fieldlink", &format!("/products/PRD-200-200-002/usage/rules/{id}")).await.body["action"],
+        "accept"
+    );
+    let r = api.post("fieldlink", "/products/PRD-200-200-002/usage/rules", json!({"action": "accept"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api.call("northwind", Method::DELETE, &format!("/products/PRD-200-200-002/usage/rules/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.get("northwind", "/products/PRD-200-200-002/usage/rules?status=deleted").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+
+    // Tenant B is untouched by all of this.
+    let bfile = api.get("vaultline", &format!("/usage/files/{b}")).await;
+    assert_eq!(bfile.body["status"], "ready");
+    let brecs = api.get("southgate", "/usage/records").await;
+    assert_eq!(brecs.body[0]["amount"], json!(12.5), "{}", brecs.body);
+    assert_eq!(brecs.body[0]["usage"], json!(100.25));
+
+    // Resellers see the records of the assets they resell, nothing else.
+    let rr = api.get("blueharbor", "/usage/records").await;
+    let assets: Vec<&str> = rr.body.as_array().unwrap().iter().map(|r| r["asset"]["id"].as_str().unwrap()).collect();
+    assert_eq!(assets, ["AS-1000-0719-1201", "AS-1000-8638-1202"], "{}", rr.body);
+    assert_eq!(api.get("other-reseller", "/usage/records").await.range.as_deref(), Some("items 0-0/0"));
+}
+
+#[tokio::test]
+async fn authentication_and_errors() {
+    let api = api();
+    let r = api.send(None, Method::GET, "/usage/files", Body::empty(), "application/json").await;
+    assert_eq!((r.status, r.body["error_code"].as_str()), (StatusCode::UNAUTHORIZED, Some("AUTH_001")));
+    let mut req = Request::builder().uri("/public/v1/usage/files").header("Authorization", "ApiKey SU-fieldlink.wrong");
+    req = req.header("Content-Type", "application/json");
+    let res = api.app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let r = api.call("fieldlink", Method::POST, "/usage/files", None).await;
+    assert_eq!(r.body["error_code"], "VAL_001", "{}", r.body);
+    let r =
+        api.send(Some("fieldlink"), Method::POST, "/usage/files", Body::from("{not json"), "application/json").await;
+    assert!(r.body["errors"][0].as_str().unwrap().contains("not valid JSON"), "{}", r.body);
+    let r = api.post("fieldlink", "/usage/files", json!({"product": {"id": "PRD-300-300-003"}, "contract": {"id": "CRD-30001-10002-00002"}, "period": {"from": "2026-11-01", "to": "2026-11-30"}})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "another vendor's product: {}", r.body);
+    let r = api.post("northwind", "/usage/files", json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api.get("fieldlink", "/nope").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let doc = api.send(None, Method::GET, "/openapi.json", Body::empty(), "").await;
+    assert_eq!(doc.status, StatusCode::OK, "the document is public");
+    assert_eq!(doc.body["openapi"], "3.0.3");
+    assert!(doc.body["paths"]["/usage/records/close-records"]["post"]["responses"]["206"]["description"].is_string());
+    // A wrong spreadsheet is refused with a reason and changes nothing.
+    let (a, _) = seed(&api).await;
+    let r = api.upload("fieldlink", &format!("/usage/files/{a}/upload"), "usage_file", b"not a spreadsheet").await;
+    assert_eq!(r.body["status"], "invalid", "{}", r.body);
+    assert!(r.body["error_detail"].as_str().unwrap().len() > 10);
+    let r = api.upload("fieldlink", &format!("/usage/files/{a}/upload"), "wrong_field", b"x").await;
+    assert!(r.body["errors"][0].as_str().unwrap().contains("usage_file"), "{}", r.body);
+    let r = api.get("fieldlink", &format!("/usage/records?usagefile.id={a}")).await;
+    assert_eq!(r.range.as_deref(), Some("items 0-0/0"), "records of an invalid upload are not listed");
+}
+
+/// Every endpoint of the document, called by every account on the objects of tenant A (and
+/// of B): an account that is not a party answers 404 or an empty list, never the object.
+#[tokio::test]
+async fn every_endpoint_times_every_role_stays_in_its_tenant() {
+    let api = api();
+    let (a, b) = seed(&api).await;
+    api.post("fieldlink", &format!("/usage/files/{a}/submit"), json!({})).await;
+    api.post("northwind", &format!("/usage/files/{a}/accept"), json!({})).await;
+    let rule = api.post("northwind", "/products/PRD-200-200-002/usage/rules", json!({"action": "manual"})).await;
+    let rule = rule.body["id"].as_str().unwrap().to_owned();
+    let chunk = api.get("northwind", "/usage/chunks").await.body[0]["id"].as_str().unwrap().to_owned();
+    let record = api.get("northwind", "/usage/records?limit=1").await.body[0]["id"].as_str().unwrap().to_owned();
+    let b_record = api.get("southgate", "/usage/records?limit=1").await.body[0]["id"].as_str().unwrap().to_owned();
+    let recon = usageflow_files::write_workbook(
+        &[],
+        &[],
+        &["record_id", "external_billing_id"],
+        &[vec![record.clone(), "X".to_owned()]],
+    )
+    .unwrap();
+    api.upload("northwind", &format!("/usage/files/{a}/reconciliation"), "recon_file", &recon).await;
+    let recon_id = api.get("northwind", "/usage/reconciliations").await.body[0]["id"].as_str().unwrap().to_owned();
+
+    // Who is a party to tenant A's objects.
+    let party_a: &[&str] = &["fieldlink", "northwind"];
+    let subst = |p: &str| {
+        p.replace("/usage/files/{id}", &format!("/usage/files/{a}"))
+            .replace("{file_pk}", &a)
+            .replace("/usage/records/{id}", &format!("/usage/records/{record}"))
+            .replace("/usage/chunks/{id}", &format!("/usage/chunks/{chunk}"))
+            .replace("/usage/reconciliations/{id}", &format!("/usage/reconciliations/{recon_id}"))
+            .replace("/usage/products/{id}", "/usage/products/PRD-200-200-002")
+            .replace("{product_pk}", "PRD-200-200-002")
+            .replace("/rules/{id}", &format!("/rules/{rule}"))
+            .replace("{asset_pk}", "AS-1000-6557-1203")
+    };
+    let mut checked = 0;
+    for (method, path, _, _, _) in usageflow_api::openapi_endpoints() {
+        if path.contains("/events") || *path == "/openapi.json" {
+            continue;
+        }
+        let concrete = subst(path);
+        for (who, _, role) in ACCOUNTS {
+            if party_a.contains(&who) || (role == Role::Reseller && path.contains("records")) {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = api.call(who, method.clone(), &concrete, Some(json!({}))).await;
+            // Errors may echo the id asked for; a success must not carry tenant A's objects.
+            let leaked = r.status.is_success() && r.bytes.windows(a.len()).any(|w| w == a.as_bytes())
+                || r.status.is_success() && r.bytes.windows(record.len()).any(|w| w == record.as_bytes());
+            assert!(!leaked, "{who} {method} {concrete} revealed tenant A: {} {}", r.status, r.body);
+            assert!(
+                matches!(r.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST)
+                    || (matches!(r.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) && r.body.is_array()),
+                "{who} {method} {concrete}: {} {}",
+                r.status,
+                r.body
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "{checked}");
+    // Tenant A's parties cannot reach tenant B's record either.
+    for who in party_a {
+        let r = api.get(who, &format!("/usage/records/{b_record}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{who}");
+        let r = api.get(who, &format!("/usage/files/{b}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{who}");
+    }
+    // Nothing changed for tenant A by all those calls.
+    let file = api.get("fieldlink", &format!("/usage/files/{a}")).await;
+    assert_eq!(file.body["status"], "accepted");
+    let r = api.get("northwind", "/products/PRD-200-200-002/usage/rules").await;
+    assert_eq!(r.body[0]["status"], "active");
+}
+
+#[tokio::test]
+async fn the_document_lists_every_route() {
+    let api = api();
+    for (method, path, _, _, _) in usageflow_api::openapi_endpoints() {
+        let concrete = path.replace('{', "X").replace('}', "");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = api.call("fieldlink", method.clone(), &concrete, None).await;
+        assert!(
+            !(r.status == StatusCode::NOT_FOUND && r.body["errors"][0] == "no such endpoint"),
+            "{method} {path} is documented but not routed"
+        );
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+}
