@@ -149,6 +149,13 @@ impl KeyRing {
         Ok((key, stored))
     }
 
+    /// The keys, ordered by id.
+    pub fn keys(&self) -> Vec<&StoredKey> {
+        let mut keys: Vec<&StoredKey> = self.keys.values().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -480,3 +480,35 @@ async fn the_document_lists_every_route() {
         assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn request_bodies_are_limited() {
+    let mut api = api();
+    let small = ApiConfig { max_body_bytes: 1024, ..ApiConfig::default() };
+    let state = {
+        let dir = api._dir.path();
+        let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
+        let catalogue = Arc::new(
+            usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap(),
+        );
+        let service = FileService::new(
+            store.clone(),
+            WorkflowStore::new(store, Arc::new(usageflow_workflow::SystemClock)),
+            catalogue.clone(),
+        );
+        let key = StoredKey {
+            id: "SU-fieldlink".into(),
+            name: String::new(),
+            account: "VA-200-002".into(),
+            role: Role::Vendor,
+            sha256: digest(&api.keys["fieldlink"]),
+        };
+        AppState { service, catalogue, keys: Arc::new(KeyRing::new([key])), events: None }
+    };
+    api.app = usageflow_api::app(state, &small);
+    let big = Body::from(vec![b' '; 4096]);
+    let r = api.send(Some("fieldlink"), Method::POST, "/usage/files", big, "application/json").await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let r = api.post("fieldlink", "/usage/files", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "small bodies still pass: {}", r.body);
+}

@@ -90,6 +90,18 @@ pub enum Command {
         #[command(subcommand)]
         action: LakeAction,
     },
+    /// Serve the HTTP API (the Connect usage API under /public/v1, plus event ingestion) until
+    /// SIGINT/SIGTERM, then finish the requests in flight.
+    Serve {
+        /// Override `api.listen` (`host:port`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// API keys of the HTTP API (stored as SHA-256 digests in `api.keys_file`).
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
     /// Check that the configured Kafka cluster and object store answer: fetches the
     /// cluster's metadata and writes, reads and deletes a probe object.
     Doctor {
@@ -97,6 +109,25 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
     },
+}
+
+/// `usageflow api-key ...`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyAction {
+    /// Create a key for an account; the key is printed once, only its digest is kept.
+    Add {
+        /// The account the key acts for (`VA-…`, `PA-…`, reseller `RA-…`).
+        #[arg(long)]
+        account: String,
+        /// The account's role: vendor, provider or reseller.
+        #[arg(long)]
+        role: String,
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List the keys (ids, accounts, roles; never secrets).
+    List,
 }
 
 /// `usageflow catalog ...`
@@ -329,6 +360,8 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Lake { action } => crate::run::lake(&config, action),
         Command::Files { action } => crate::files::run(&config, action),
+        Command::Serve { listen } => crate::serve::serve(&config, listen),
+        Command::ApiKey { action } => crate::serve::api_key(&config, action),
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub catalog: CatalogConfig,
     /// The Kafka ingester.
     pub ingest: IngestConfig,
+    /// The HTTP API.
+    pub api: usageflow_api::ApiConfig,
     /// Logging.
     pub log: LogConfig,
 }

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod run;
+pub mod serve;
 
 pub use config::{Config, ConfigError, LogConfig, LogFormat};

@@ -1,0 +1,89 @@
+//! `usageflow serve` and `usageflow api-key`.
+#![allow(clippy::print_stdout)]
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use usageflow_api::{AppState, EventSink, KeyRing, Role};
+use usageflow_files::FileService;
+use usageflow_workflow::{SystemClock, WorkflowStore};
+
+use crate::cli::ApiKeyAction;
+use crate::config::Config;
+
+/// `usageflow serve`.
+pub fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut api = config.api.clone();
+    if let Some(l) = listen {
+        api.listen = l;
+    }
+    let store = usageflow_lake::open_store(&config.store)?;
+    let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
+    let keys = KeyRing::load(Path::new(&api.keys_file))?;
+    if keys.is_empty() {
+        tracing::warn!(file = %api.keys_file, "no API keys: every call will be refused; add one with `usageflow api-key add`");
+    }
+    let events = if api.events_enabled {
+        Some(Arc::new(
+            EventSink::new(&config.kafka, &catalogue, config.ingest.validation.clone()).map_err(anyhow::Error::msg)?,
+        ))
+    } else {
+        None
+    };
+    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue.clone());
+    let state = AppState { service, catalogue, keys: Arc::new(keys), events };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("stopping: finishing the requests in flight");
+        };
+        usageflow_api::serve(state, &api, shutdown).await.with_context(|| format!("cannot serve on {}", api.listen))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `usageflow api-key ...`.
+pub fn api_key(config: &Config, action: ApiKeyAction) -> anyhow::Result<ExitCode> {
+    let path = Path::new(&config.api.keys_file);
+    match action {
+        ApiKeyAction::Add { account, role, name } => {
+            let role = match role.as_str() {
+                "vendor" => Role::Vendor,
+                "provider" | "distributor" => Role::Provider,
+                "reseller" => Role::Reseller,
+                other => anyhow::bail!("role `{other}` is not vendor, provider or reseller"),
+            };
+            let catalogue = usageflow_catalog::load_dir(&config.catalog.dir)?;
+            if catalogue.account(&account).is_none() {
+                anyhow::bail!("account {account} is not in the catalogue ({})", config.catalog.dir.display());
+            }
+            let (key, stored) = KeyRing::add_to_file(path, &account, role, &name)?;
+            println!("{key}");
+            eprintln!(
+                "key {} for {} ({}) added to {}; it is shown only now",
+                stored.id,
+                account,
+                role.as_str(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ApiKeyAction::List => {
+            let ring = KeyRing::load(path)?;
+            for k in ring.keys() {
+                println!("{} {:<10} {:<8} {}", k.id, k.account, k.role.as_str(), k.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
