@@ -20,7 +20,13 @@ use usageflow_files::records::file_records_schema;
 use usageflow_files::{RecordChanges, record_status_of};
 use usageflow_model::UsageFile;
 
+pub mod committed;
+pub mod lake;
+
 pub use datafusion;
+pub use lake::{Scope, Sources, analyst_session, load_sources, query, read_only};
+pub mod output;
+pub use output::Format;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,12 @@ pub enum QueryError {
     /// Arrow failed building a table.
     #[error("query failed: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A source (manifest, workflow state) could not be read.
+    #[error("{0}")]
+    Source(String),
+    /// Results could not be written in the asked format.
+    #[error("cannot write the results: {0}")]
+    Output(String),
 }
 
 /// The URL under which the lake's object store is registered in a session.
@@ -57,6 +69,7 @@ fn usage_files_table(files: &[&UsageFile]) -> Result<MemTable, QueryError> {
         s("provider_id"),
         s("marketplace_id"),
         s("contract_id"),
+        s("product_id"),
         s("period_from"),
         s("period_to"),
         Field::new("created_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
@@ -75,6 +88,7 @@ fn usage_files_table(files: &[&UsageFile]) -> Result<MemTable, QueryError> {
         col(&|f| Some(f.provider.id.clone())),
         col(&|f| Some(f.marketplace.id.clone())),
         col(&|f| Some(f.contract.id.clone())),
+        col(&|f| Some(f.product.id.clone())),
         col(&|f| Some(f.period.from.to_string())),
         col(&|f| Some(f.period.to.to_string())),
         Arc::new(
@@ -118,7 +132,7 @@ fn record_changes_table(changes: &[(String, RecordChanges)]) -> Result<MemTable,
 /// The columns of the `records` view.
 pub const RECORD_VIEW: &str = "SELECT r.*, f.name AS usagefile_name, f.schema AS usagefile_schema, \
      f.currency AS usagefile_currency, f.status AS usagefile_status, f.vendor_id, f.provider_id, \
-     f.marketplace_id, f.contract_id, f.created_time, \
+     f.marketplace_id, f.contract_id, f.period_from, f.period_to, f.created_time, \
      COALESCE(c.status, f.record_status) AS status, c.external_billing_id, c.external_billing_note, \
      c.closed_at, c.closed_by \
      FROM file_records r JOIN usage_files f ON r.usagefile_id = f.id \

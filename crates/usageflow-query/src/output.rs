@@ -1,0 +1,81 @@
+//! Query results as a table for people, CSV, JSON (an array of objects) or Parquet.
+
+use std::str::FromStr;
+
+use arrow::array::RecordBatch;
+
+use crate::QueryError;
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects (decimals as strings, exact).
+    Json,
+    /// Parquet (decimals stay Decimal128).
+    Parquet,
+}
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(format!("unknown format `{other}`; use table, csv, json or parquet")),
+        }
+    }
+}
+
+/// Writes `batches` in `format`.
+pub fn write(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>, QueryError> {
+    let out = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
+    match format {
+        Format::Table => {
+            let mut text = arrow::util::pretty::pretty_format_batches(batches).map_err(|e| out(&e))?.to_string();
+            text.push('\n');
+            Ok(text.into_bytes())
+        }
+        Format::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    writer.write(b).map_err(|e| out(&e))?;
+                }
+            }
+            Ok(buf)
+        }
+        Format::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+            for b in batches {
+                writer.write(b).map_err(|e| out(&e))?;
+            }
+            writer.finish().map_err(|e| out(&e))?;
+            let mut buf = writer.into_inner();
+            if buf.is_empty() {
+                buf.extend_from_slice(b"[]");
+            }
+            buf.push(b'\n');
+            Ok(buf)
+        }
+        Format::Parquet => {
+            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
+            let mut buf = Vec::new();
+            {
+                let mut writer = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).map_err(|e| out(&e))?;
+                for b in batches {
+                    writer.write(b).map_err(|e| out(&e))?;
+                }
+                writer.close().map_err(|e| out(&e))?;
+            }
+            Ok(buf)
+        }
+    }
+}
