@@ -84,7 +84,10 @@ struct Stats<'a> {
 impl Stats<'_> {
     fn bound(&self, column: &Column, upper: bool) -> Option<ArrayRef> {
         let name = column.name.as_str();
-        let text = self.files.iter().any(|f| f.bounds.iter().any(|b| matches!(b, Bound::Text { column, .. } if *column == name)));
+        let text = self
+            .files
+            .iter()
+            .any(|f| f.bounds.iter().any(|b| matches!(b, Bound::Text { column, .. } if *column == name)));
         if text {
             let values: StringArray = self
                 .files
@@ -98,14 +101,23 @@ impl Stats<'_> {
                 .collect();
             return Some(Arc::new(values));
         }
-        let time = self.files.iter().any(|f| f.bounds.iter().any(|b| matches!(b, Bound::Time { column, .. } if *column == name)));
+        let time = self
+            .files
+            .iter()
+            .any(|f| f.bounds.iter().any(|b| matches!(b, Bound::Time { column, .. } if *column == name)));
         if time {
             let values: TimestampMicrosecondArray = self
                 .files
                 .iter()
                 .map(|f| {
                     f.bounds.iter().find_map(|b| match b {
-                        Bound::Time { column, min, max } if *column == name => if upper { *max } else { Some(*min) },
+                        Bound::Time { column, min, max } if *column == name => {
+                            if upper {
+                                *max
+                            } else {
+                                Some(*min)
+                            }
+                        }
                         _ => None,
                     })
                 })
@@ -181,8 +193,9 @@ impl TableProvider for CommittedTable {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config =
-            ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(self.schema.clone());
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(self.schema.clone());
         ListingTable::try_new(config)?.scan(state, projection, filters, limit).await
     }
 }

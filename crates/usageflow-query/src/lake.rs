@@ -103,7 +103,8 @@ fn committed(lake: &LakeState, table: Table) -> Vec<CommittedFile> {
 
 /// A table of text columns.
 fn text_table(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Result<MemTable, QueryError> {
-    let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)).collect::<Vec<_>>()));
+    let schema =
+        Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)).collect::<Vec<_>>()));
     let arrays: Vec<ArrayRef> = (0..columns.len())
         .map(|i| Arc::new(rows.iter().map(|r| r[i].as_deref()).collect::<StringArray>()) as ArrayRef)
         .collect();
@@ -129,7 +130,10 @@ fn catalogue_tables(ctx: &SessionContext, catalogue: &Catalogue) -> Result<(), Q
             ]
         })
         .collect();
-    ctx.register_table("products", Arc::new(text_table(&["id", "name", "vendor_id", "schema", "aggregation"], products)?))?;
+    ctx.register_table(
+        "products",
+        Arc::new(text_table(&["id", "name", "vendor_id", "schema", "aggregation"], products)?),
+    )?;
     let items = data
         .products
         .iter()
@@ -272,10 +276,7 @@ fn recon_table(recons: &[serde_json::Value]) -> Result<MemTable, QueryError> {
             ]
         })
         .collect();
-    text_table(
-        &["id", "usagefile_id", "status", "provider_id", "uploaded_at", "upload_note", "outcome", "error"],
-        rows,
-    )
+    text_table(&["id", "usagefile_id", "status", "provider_id", "uploaded_at", "upload_note", "outcome", "error"], rows)
 }
 
 /// The private session with every table, unscoped.
@@ -325,7 +326,11 @@ pub const TABLES: [&str; 13] = [
 
 fn list(values: impl IntoIterator<Item = String>) -> String {
     let v: BTreeSet<String> = values.into_iter().collect();
-    if v.is_empty() { "(NULL)".to_owned() } else { format!("({})", v.iter().map(|x| sql_string(x)).collect::<Vec<_>>().join(", ")) }
+    if v.is_empty() {
+        "(NULL)".to_owned()
+    } else {
+        format!("({})", v.iter().map(|x| sql_string(x)).collect::<Vec<_>>().join(", "))
+    }
 }
 
 /// The row predicate of each public table for a scope.
@@ -337,13 +342,8 @@ fn predicates(scope: &Scope, catalogue: &Catalogue) -> Vec<(&'static str, String
         Scope::Vendor(v) => {
             let me = sql_string(v);
             let products = list(data.products.iter().filter(|p| &p.vendor == v).map(|p| p.id.clone()));
-            let parties = list(
-                data.contracts
-                    .iter()
-                    .filter(|c| &c.vendor == v)
-                    .map(|c| c.provider.clone())
-                    .chain([v.clone()]),
-            );
+            let parties =
+                list(data.contracts.iter().filter(|c| &c.vendor == v).map(|c| c.provider.clone()).chain([v.clone()]));
             vec![
                 ("events", format!("product_id IN {products}")),
                 ("usage_records", format!("vendor_id = {me}")),
@@ -362,13 +362,12 @@ fn predicates(scope: &Scope, catalogue: &Catalogue) -> Vec<(&'static str, String
         }
         Scope::Provider(p) => {
             let me = sql_string(p);
-            let contracts: Vec<String> = data.contracts.iter().filter(|c| &c.provider == p).map(|c| c.id.clone()).collect();
-            let products = list(
-                data.listings.iter().filter(|l| contracts.contains(&l.contract)).map(|l| l.product.clone()),
-            );
-            let parties = list(
-                data.contracts.iter().filter(|c| &c.provider == p).map(|c| c.vendor.clone()).chain([p.clone()]),
-            );
+            let contracts: Vec<String> =
+                data.contracts.iter().filter(|c| &c.provider == p).map(|c| c.id.clone()).collect();
+            let products =
+                list(data.listings.iter().filter(|l| contracts.contains(&l.contract)).map(|l| l.product.clone()));
+            let parties =
+                list(data.contracts.iter().filter(|c| &c.provider == p).map(|c| c.vendor.clone()).chain([p.clone()]));
             let contracts = list(contracts);
             vec![
                 ("events", format!("contract_id IN {contracts}")),

@@ -20,6 +20,7 @@ use usageflow_files::records::file_records_schema;
 use usageflow_files::{RecordChanges, record_status_of};
 use usageflow_model::UsageFile;
 
+pub mod billing;
 pub mod committed;
 pub mod lake;
 
@@ -135,11 +136,11 @@ pub const RECORD_VIEW: &str = "SELECT r.*, f.name AS usagefile_name, f.schema AS
      f.marketplace_id, f.contract_id, f.period_from, f.period_to, f.created_time, \
      COALESCE(c.status, f.record_status) AS status, c.external_billing_id, c.external_billing_note, \
      c.closed_at, c.closed_by \
-     FROM file_records r JOIN usage_files f ON r.usagefile_id = f.id \
+     FROM record_rows r JOIN usage_files f ON r.usagefile_id = f.id \
      LEFT JOIN record_changes c ON c.id = r.id";
 
 /// A session over the records of `files` (deleted files and files without processed records
-/// are left out) with the record changes of those files; it has the tables `file_records`,
+/// are left out) with the record changes of those files; it has the tables `record_rows`,
 /// `usage_files`, `record_changes` and the view `records`.
 pub async fn records_session(
     store: Arc<dyn ObjectStore>,
@@ -156,11 +157,11 @@ pub async fn records_session(
     }
     let schema = file_records_schema();
     if urls.is_empty() {
-        ctx.register_table("file_records", Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+        ctx.register_table("record_rows", Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
     } else {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
-        ctx.register_table("file_records", Arc::new(ListingTable::try_new(config)?))?;
+        ctx.register_table("record_rows", Arc::new(ListingTable::try_new(config)?))?;
     }
     ctx.register_table("usage_files", Arc::new(usage_files_table(&live)?))?;
     ctx.register_table("record_changes", Arc::new(record_changes_table(changes)?))?;

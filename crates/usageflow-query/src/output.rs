@@ -66,7 +66,10 @@ pub fn write(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>, QueryEr
             Ok(buf)
         }
         Format::Parquet => {
-            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
             let mut buf = Vec::new();
             {
                 let mut writer = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).map_err(|e| out(&e))?;
