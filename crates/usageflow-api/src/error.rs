@@ -98,8 +98,13 @@ impl From<ServiceError> for ApiError {
 
 impl From<usageflow_query::QueryError> for ApiError {
     fn from(e: usageflow_query::QueryError) -> Self {
-        tracing::error!(error = %e, "record query failed");
-        Self::internal(e.to_string())
+        match e {
+            usageflow_query::QueryError::DataFusion(d) => Self::new(StatusCode::BAD_REQUEST, "SQL_001", d.to_string()),
+            other => {
+                tracing::error!(error = %other, "query failed");
+                Self::internal(other.to_string())
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod records;
 pub mod rql;
 mod rules;
 mod server;
+mod sql;
 
 use std::sync::Arc;
 
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/products/{product_pk}/usage/rules", get(rules::list).post(rules::create))
         .route("/products/{product_pk}/usage/rules/{id}", get(rules::detail).put(rules::update).delete(rules::remove))
         .route("/usage/events", post(events::ingest))
+        .route("/sql", post(sql::query))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")

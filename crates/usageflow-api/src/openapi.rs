@@ -50,6 +50,13 @@ pub const ENDPOINTS: &[(&str, &str, &str, u16, bool)] = &[
     ("put", "/products/{product_pk}/usage/rules/{id}", "Update a usage rule (provider)", 200, false),
     ("delete", "/products/{product_pk}/usage/rules/{id}", "Delete a usage rule (provider)", 204, false),
     ("post", "/usage/events", "Report metering events over HTTP (vendor): 202 with one result per event", 202, false),
+    (
+        "post",
+        "/sql",
+        "Read-only SQL over the caller's share of the lake, files and catalogue (`{\"sql\": ...}`)",
+        200,
+        false,
+    ),
     ("get", "/openapi.json", "This document", 200, false),
 ];
 

@@ -512,3 +512,53 @@ async fn request_bodies_are_limited() {
     let r = api.post("fieldlink", "/usage/files", json!({})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "small bodies still pass: {}", r.body);
 }
+
+#[tokio::test]
+async fn sql_is_read_only_and_scoped_to_the_tenant() {
+    let api = api();
+    let (a, b) = seed(&api).await;
+    let sql = |q: &str| json!({ "sql": q });
+    let r = api.post("fieldlink", "/sql", sql("SELECT id, vendor_id FROM usage_files")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!([{"id": a, "vendor_id": "VA-200-002"}]));
+    // Whatever the SQL, another tenant's rows do not come back.
+    for q in [
+        "SELECT * FROM usage_files WHERE vendor_id = 'VA-300-003'".to_owned(),
+        format!("SELECT * FROM file_records WHERE usagefile_id = '{b}'"),
+        "SELECT * FROM usage_files UNION ALL SELECT * FROM usage_files".to_owned(),
+        "SELECT f.* FROM usage_files f FULL OUTER JOIN file_records r ON f.id = r.usagefile_id".to_owned(),
+    ] {
+        let r = api.post("fieldlink", "/sql", sql(&q)).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.body);
+        assert!(!r.bytes.windows(b.len()).any(|w| w == b.as_bytes()), "{q} leaked {b}: {}", r.body);
+    }
+    let r = api
+        .post("vaultline", "/sql", sql("SELECT vendor_record_id, CAST(usage AS VARCHAR) AS q FROM file_records"))
+        .await;
+    assert_eq!(r.body, json!([{"vendor_record_id": "b1", "q": "100.25000000"}]), "{}", r.body);
+    let r = api.post("blueharbor", "/sql", sql("SELECT count(*) AS n FROM file_records")).await;
+    assert_eq!(r.body, json!([{"n": 2}]), "a reseller sees the records of its assets: {}", r.body);
+    let r = api
+        .post("southgate", "/sql", sql("SELECT count(*) AS n FROM assets WHERE product_id = 'PRD-200-200-002'"))
+        .await;
+    assert_eq!(r.body, json!([{"n": 0}]), "catalogue rows are scoped too: {}", r.body);
+    for q in [
+        "DROP TABLE usage_files",
+        "CREATE TABLE t AS SELECT 1",
+        "INSERT INTO usage_files SELECT * FROM usage_files",
+        "SELEC 1",
+        "SELECT * FROM nope",
+    ] {
+        let r = api.post("fieldlink", "/sql", sql(q)).await;
+        assert_eq!(
+            (r.status, r.body["error_code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("SQL_001")),
+            "{q}: {}",
+            r.body
+        );
+    }
+    let r = api.post("fieldlink", "/sql", sql("SELECT * FROM generate_series(1, 20000)")).await;
+    assert_eq!(r.body["error_code"], "SQL_002", "{}", r.body);
+    let r = api.post("fieldlink", "/sql", json!({"sql": "SELECT 1 AS one", "format": "csv"})).await;
+    assert_eq!(String::from_utf8_lossy(&r.bytes), "one\n1\n");
+}

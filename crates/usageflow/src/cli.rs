@@ -90,6 +90,74 @@ pub enum Command {
         #[command(subcommand)]
         action: LakeAction,
     },
+    /// Run SQL over the lake, the usage files and the catalogue (read-only). Without a query,
+    /// an interactive shell reads statements ending in `;` (`\d` lists the tables).
+    Sql {
+        /// The query; omit it for the shell.
+        query: Option<String>,
+        /// table, csv, json or parquet.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write the result to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Whose rows to show: all, vendor:ID, provider:ID or reseller:ID.
+        #[arg(long, default_value = "all")]
+        scope: String,
+    },
+    /// Export the accepted records of a period for a billing system (CSV, Parquet or XLSX).
+    ExportBilling {
+        /// Files whose period starts on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Files whose period ends on or before this day.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Only this hub.
+        #[arg(long)]
+        hub: Option<String>,
+        /// Only this marketplace.
+        #[arg(long)]
+        marketplace: Option<String>,
+        /// Only this product.
+        #[arg(long)]
+        product: Option<String>,
+        /// Whose records: provider:ID (a distributor), or all.
+        #[arg(long, default_value = "all")]
+        scope: String,
+        /// csv, parquet or xlsx.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Reconcile a billing system's lines (CSV or Parquet) with the accepted records; with
+    /// --close, close the matched records with their billing ids.
+    Reconcile {
+        /// The billing lines: record_id or asset_id+item_id+period, billed_quantity,
+        /// billed_amount, external_billing_id.
+        #[arg(long)]
+        billing: PathBuf,
+        /// Files whose period starts on or after this day.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Files whose period ends on or before this day.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// The distributor reconciling (provider:ID); its records only.
+        #[arg(long)]
+        scope: String,
+        /// Close the matched records with their external billing id.
+        #[arg(long)]
+        close: bool,
+        /// table, csv, json or parquet for the report.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write the report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Serve the HTTP API (the Connect usage API under /public/v1, plus event ingestion) until
     /// SIGINT/SIGTERM, then finish the requests in flight.
     Serve {
@@ -360,6 +428,25 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Lake { action } => crate::run::lake(&config, action),
         Command::Files { action } => crate::files::run(&config, action),
+        Command::Sql { query, format, out, scope } => crate::sql::sql(&config, query, &format, out, &scope),
+        Command::ExportBilling { from, to, hub, marketplace, product, scope, format, out } => {
+            crate::sql::export_billing(
+                &config,
+                usageflow_query::billing::Selection { from, to, hub, marketplace, product },
+                &scope,
+                &format,
+                &out,
+            )
+        }
+        Command::Reconcile { billing, from, to, scope, close, format, out } => crate::sql::reconcile(
+            &config,
+            &billing,
+            usageflow_query::billing::Selection { from, to, ..Default::default() },
+            &scope,
+            close,
+            &format,
+            out,
+        ),
         Command::Serve { listen } => crate::serve::serve(&config, listen),
         Command::ApiKey { action } => crate::serve::api_key(&config, action),
     }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod files;
 pub mod run;
 pub mod serve;
+pub mod sql;
 
 pub use config::{Config, ConfigError, LogConfig, LogFormat};

@@ -1,0 +1,49 @@
+//! `POST /public/v1/sql`: read-only SQL over the caller's share of the lake, the usage files
+//! and the catalogue (see `usageflow_query::lake`). The session holds only views filtered to
+//! the caller's tenant, so no statement can read another tenant's rows; statements other than
+//! queries are refused.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use usageflow_query::{Format, Scope};
+
+use crate::error::{ApiError, ApiResult};
+use crate::files::parse_json;
+use crate::{AppState, Principal, Role};
+
+/// Most rows one call returns.
+pub const MAX_ROWS: usize = 10_000;
+
+pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: Bytes) -> ApiResult<Response> {
+    let body: Value = parse_json(&body)?;
+    let sql = body.get("sql").and_then(Value::as_str).ok_or_else(|| ApiError::invalid("`sql` is required"))?;
+    let format = match body.get("format").and_then(Value::as_str).unwrap_or("json") {
+        "json" => Format::Json,
+        "csv" => Format::Csv,
+        other => return Err(ApiError::invalid(format!("format `{other}` is not json or csv"))),
+    };
+    let scope = match who.role {
+        Role::Vendor => Scope::Vendor(who.account.clone()),
+        Role::Provider => Scope::Provider(who.account.clone()),
+        Role::Reseller => Scope::Reseller(who.account.clone()),
+    };
+    let sources = usageflow_query::load_sources(&state.service).await?;
+    let ctx = usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &scope).await?;
+    let bad = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::BAD_REQUEST, "SQL_001", e.to_string());
+    let df = ctx.sql_with_options(sql, usageflow_query::read_only()).await.map_err(|e| bad(&e))?;
+    let batches = df.limit(0, Some(MAX_ROWS + 1)).map_err(|e| bad(&e))?.collect().await.map_err(|e| bad(&e))?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if rows > MAX_ROWS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "SQL_002",
+            format!("the result has more than {MAX_ROWS} rows; aggregate, filter or page with LIMIT/OFFSET"),
+        ));
+    }
+    let bytes = usageflow_query::output::write(&batches, format)?;
+    let content_type = if format == Format::Json { "application/json" } else { "text/csv" };
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}

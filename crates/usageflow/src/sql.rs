@@ -1,0 +1,202 @@
+//! `usageflow sql`, `usageflow export-billing`, `usageflow reconcile`.
+#![allow(clippy::print_stdout)]
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use datafusion::prelude::SessionContext;
+use usageflow_files::FileService;
+use usageflow_model::{Actor, Ref};
+use usageflow_query::billing::{
+    Selection, billing_export_sql, close_matched, outcome_counts, reconciliation_sql, register_billing,
+};
+use usageflow_query::{Format, Scope};
+use usageflow_workflow::{SystemClock, WorkflowStore};
+
+use crate::config::Config;
+
+/// Parses `all`, `vendor:ID`, `provider:ID`, `reseller:ID`.
+pub fn parse_scope(text: &str) -> anyhow::Result<Scope> {
+    Ok(match text.split_once(':') {
+        None if text == "all" => Scope::All,
+        Some(("vendor", id)) => Scope::Vendor(id.to_owned()),
+        Some(("provider", id)) | Some(("distributor", id)) => Scope::Provider(id.to_owned()),
+        Some(("reseller", id)) => Scope::Reseller(id.to_owned()),
+        _ => anyhow::bail!("scope `{text}` is not all, vendor:ID, provider:ID or reseller:ID"),
+    })
+}
+
+fn service(config: &Config) -> anyhow::Result<FileService> {
+    let store = usageflow_lake::open_store(&config.store)?;
+    let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
+    Ok(FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue))
+}
+
+async fn session(service: &FileService, scope: &Scope) -> anyhow::Result<SessionContext> {
+    let sources = usageflow_query::load_sources(service).await?;
+    Ok(usageflow_query::analyst_session(service.object_store().clone(), &sources, scope).await?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+}
+
+fn emit(bytes: &[u8], out: Option<&Path>) -> anyhow::Result<()> {
+    match out {
+        Some(path) => std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display())),
+        None => {
+            std::io::stdout().write_all(bytes)?;
+            Ok(())
+        }
+    }
+}
+
+/// `usageflow sql`.
+pub fn sql(
+    config: &Config,
+    query: Option<String>,
+    format: &str,
+    out: Option<PathBuf>,
+    scope: &str,
+) -> anyhow::Result<ExitCode> {
+    let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+    let scope = parse_scope(scope)?;
+    let service = service(config)?;
+    runtime()?.block_on(async move {
+        let ctx = session(&service, &scope).await?;
+        if let Some(q) = query {
+            let batches = usageflow_query::query(&ctx, &q).await?;
+            emit(&usageflow_query::output::write(&batches, format)?, out.as_deref())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        shell(&ctx, format).await
+    })
+}
+
+async fn shell(ctx: &SessionContext, format: Format) -> anyhow::Result<ExitCode> {
+    let interactive = std::io::stdin().is_terminal();
+    let prompt = |continued: bool| {
+        if interactive {
+            print!("{}", if continued { "   ...> " } else { "usageflow> " });
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let mut statement = String::new();
+    let mut failed = false;
+    prompt(false);
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let trimmed = line.trim();
+        if statement.is_empty() && (trimmed == "\\q" || trimmed == "quit" || trimmed == "exit") {
+            break;
+        }
+        if statement.is_empty() && trimmed == "\\d" {
+            for t in usageflow_query::lake::TABLES {
+                println!("{t}");
+            }
+            prompt(false);
+            continue;
+        }
+        statement.push_str(&line);
+        statement.push('\n');
+        if !trimmed.ends_with(';') {
+            prompt(!statement.trim().is_empty());
+            continue;
+        }
+        let text = std::mem::take(&mut statement);
+        match usageflow_query::query(ctx, text.trim().trim_end_matches(';')).await {
+            Ok(batches) => emit(&usageflow_query::output::write(&batches, format)?, None)?,
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {e}");
+            }
+        }
+        prompt(false);
+    }
+    Ok(if failed && !interactive { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `usageflow export-billing`.
+pub fn export_billing(
+    config: &Config,
+    selection: Selection,
+    scope: &str,
+    format: &str,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let scope = parse_scope(scope)?;
+    let service = service(config)?;
+    runtime()?.block_on(async move {
+        let ctx = session(&service, &scope).await?;
+        let batches = usageflow_query::query(&ctx, &billing_export_sql(&selection)).await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let bytes = match format {
+            "csv" => usageflow_query::output::write(&batches, Format::Csv)?,
+            "parquet" => usageflow_query::output::write(&batches, Format::Parquet)?,
+            "xlsx" => {
+                let table = usageflow_query::billing::to_rows(&batches)?;
+                let columns: Vec<String> = batches
+                    .first()
+                    .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
+                    .unwrap_or_default();
+                let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+                let table: Vec<Vec<String>> = table
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|v| if v == "NULL" { String::new() } else { v }).collect())
+                    .collect();
+                let mut general =
+                    vec![("export".to_owned(), "billing".to_owned()), ("records".to_owned(), rows.to_string())];
+                if let Some(d) = selection.from {
+                    general.push(("period_from".to_owned(), d.to_string()));
+                }
+                if let Some(d) = selection.to {
+                    general.push(("period_to".to_owned(), d.to_string()));
+                }
+                usageflow_files::write_workbook(&general, &[], &columns, &table)?
+            }
+            other => anyhow::bail!("unknown export format `{other}`; use csv, parquet or xlsx"),
+        };
+        emit(&bytes, Some(out))?;
+        eprintln!("{rows} accepted records written to {} ({format})", out.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `usageflow reconcile`.
+pub fn reconcile(
+    config: &Config,
+    billing: &Path,
+    selection: Selection,
+    scope: &str,
+    close: bool,
+    format: &str,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let scope = parse_scope(scope)?;
+    let Scope::Provider(provider) = &scope else {
+        anyhow::bail!("reconcile as a distributor: --scope provider:PA-…")
+    };
+    let actor = Actor::provider(provider, Ref { id: "cli:reconcile".to_owned(), name: "reconcile".to_owned() });
+    let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+    let service = service(config)?;
+    runtime()?.block_on(async move {
+        let ctx = session(&service, &scope).await?;
+        register_billing(&ctx, billing).await?;
+        let report = usageflow_query::query(&ctx, &reconciliation_sql(&ctx, &selection).await?).await?;
+        emit(&usageflow_query::output::write(&report, format)?, out.as_deref())?;
+        for (outcome, n) in outcome_counts(&report)? {
+            eprintln!("{outcome:>22}: {n}");
+        }
+        if close {
+            let (closed, refused) = close_matched(&service, &actor, &report).await?;
+            eprintln!("{closed} matched records closed with their billing ids");
+            for r in refused.iter().take(20) {
+                eprintln!("  refused: {r}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
