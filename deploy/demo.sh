@@ -64,3 +64,35 @@ file_id="$(echo "$out" | head -n 1 | cut -d' ' -f1)"
 "$bin" --config config/usageflow.toml files accept "$file_id" --note "checked by the demo"
 echo "audit trail of $file_id:"
 "$bin" --config config/usageflow.toml files history "$file_id"
+
+echo "== SQL over the lake and the files (DataFusion)"
+"$bin" --config config/usageflow.toml sql "SELECT product_id, count(*) AS record_rows, sum(event_count) AS events, \
+CAST(sum(quantity) AS VARCHAR) AS quantity FROM usage_records GROUP BY product_id ORDER BY product_id"
+"$bin" --config config/usageflow.toml sql "SELECT status, count(*) AS records, CAST(sum(usage) AS VARCHAR) AS usage \
+FROM file_records WHERE usagefile_id = '$file_id' GROUP BY status"
+
+echo "== billing export of the accepted records for the distributor"
+"$bin" --config config/usageflow.toml export-billing --scope provider:PA-500-001 --product PRD-200-200-002 \
+  --from "$month_start" --to "$month_end" --format csv --out "$demo_dir/billing-$run_id.csv"
+head -n 3 "$demo_dir/billing-$run_id.csv" | cut -c1-160
+
+echo "== the HTTP API (Connect usage API) with a vendor key"
+export USAGEFLOW__API__KEYS_FILE="$demo_dir/api-keys-$run_id.toml"
+key="$("$bin" --config config/usageflow.toml api-key add --account VA-200-002 --role vendor --name demo 2>/dev/null)"
+port="${USAGEFLOW_DEMO_API_PORT:-18080}"
+"$bin" --config config/usageflow.toml serve --listen "127.0.0.1:$port" 2>"$demo_dir/api-$run_id.log" &
+api_pid=$!
+trap 'kill "$api_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "GET /public/v1/usage/files?status=accepted"
+curl -fsS -D - -H "Authorization: ApiKey $key" "http://127.0.0.1:$port/public/v1/usage/files?status=accepted&limit=1" \
+  | grep -iE '^content-range|"id"' | cut -c1-200 | head -n 3 || true
+curl -fsS -H "Authorization: ApiKey $key" "http://127.0.0.1:$port/public/v1/usage/records?usagefile.id=$file_id&limit=2" \
+  | cut -c1-300
+echo
+kill "$api_pid"
+wait "$api_pid" 2>/dev/null || true
+echo "== done: lake and files under $demo_dir/lake-$run_id"

@@ -128,9 +128,12 @@ pub async fn reconciliation_sql(ctx: &SessionContext, selection: &Selection) -> 
             external_billing_id AS closed_billing_id FROM file_records WHERE {sel}), \
          bill AS (SELECT ROW_NUMBER() OVER () AS line, {rid} AS record_id, {asset} AS asset_id, {item} AS item_id, \
             {period} AS period, {q} AS billed_quantity, {a} AS billed_amount, {ext} AS external_billing_id FROM billing), \
-         keyed AS (SELECT b.line, COALESCE(b.record_id, k.id) AS rid, b.billed_quantity, b.billed_amount, \
-            b.external_billing_id FROM bill b LEFT JOIN rec k ON b.record_id IS NULL AND k.asset_id = b.asset_id \
-            AND k.item_id = b.item_id AND k.period_from = b.period) \
+         keyed AS (SELECT line, record_id AS rid, billed_quantity, billed_amount, external_billing_id \
+            FROM bill WHERE record_id IS NOT NULL \
+            UNION ALL \
+            SELECT b.line, k.id AS rid, b.billed_quantity, b.billed_amount, b.external_billing_id \
+            FROM bill b LEFT JOIN rec k ON k.asset_id = b.asset_id AND k.item_id = b.item_id \
+            AND k.period_from = b.period WHERE b.record_id IS NULL) \
          SELECT COALESCE(r.id, k.rid) AS record_id, r.vendor_record_id, r.usagefile_id, r.asset_id, r.item_id, r.period_from, \
             r.status, r.usage AS reported_quantity, k.billed_quantity, r.amount AS reported_amount, k.billed_amount, \
             k.external_billing_id, k.line AS billing_line, \

@@ -199,3 +199,59 @@ impl TableProvider for CommittedTable {
         ListingTable::try_new(config)?.scan(state, projection, filters, limit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{SessionContext, col, lit};
+
+    fn table() -> CommittedTable {
+        let month = |product: &str, m: u32| {
+            let start = chrono::NaiveDate::from_ymd_opt(2026, m, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+            let end = chrono::NaiveDate::from_ymd_opt(2026, m + 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+            CommittedFile {
+                path: format!("lake/records/product={product}/month=2026-{m:02}/part.parquet"),
+                rows: 10,
+                bounds: vec![
+                    Bound::Text { column: "product_id", value: product.to_owned() },
+                    Bound::Time {
+                        column: "period_start",
+                        min: start.and_utc().timestamp_micros(),
+                        max: Some(end.and_utc().timestamp_micros() - 1),
+                    },
+                ],
+            }
+        };
+        CommittedTable::new(
+            "usageflow://lake/",
+            usageflow_lake::tables::records_schema(),
+            vec![month("PRD-A", 9), month("PRD-A", 10), month("PRD-B", 10), month("PRD-B", 11)],
+        )
+    }
+
+    #[test]
+    fn files_outside_the_filters_are_pruned() {
+        let t = table();
+        let state = SessionContext::new().state();
+        let nov = lit(ScalarValue::TimestampMicrosecond(
+            Some(
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_micros(),
+            ),
+            Some("UTC".into()),
+        ));
+        assert_eq!(t.keep(&state, &[col("product_id").eq(lit("PRD-A"))]).unwrap(), [true, true, false, false]);
+        assert_eq!(t.keep(&state, &[col("period_start").gt_eq(nov.clone())]).unwrap(), [false, false, false, true]);
+        assert_eq!(
+            t.keep(&state, &[col("product_id").eq(lit("PRD-B")), col("period_start").lt(nov)]).unwrap(),
+            [false, false, true, false]
+        );
+        // Filters on other columns keep everything (the rows are still filtered).
+        assert_eq!(t.keep(&state, &[col("asset_id").eq(lit("AS-1"))]).unwrap(), [true; 4]);
+        assert_eq!(t.keep(&state, &[]).unwrap(), [true; 4]);
+    }
+}
