@@ -33,7 +33,6 @@ pub struct EventSink {
     producer: FutureProducer,
     topic: String,
     validator: Mutex<Validator>,
-    index: Arc<Index>,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -45,25 +44,16 @@ impl std::fmt::Debug for EventSink {
 impl EventSink {
     /// A sink writing to `kafka.topic` with an idempotent producer, validating with `validation`.
     pub fn new(kafka: &KafkaConfig, catalogue: &Catalogue, validation: ValidationConfig) -> Result<Self, String> {
-        let producer: FutureProducer = kafka
-            .with_properties({
-                let mut c = rdkafka::ClientConfig::new();
-                c.set("bootstrap.servers", &kafka.bootstrap_servers)
-                    .set("enable.idempotence", "true")
-                    .set("acks", "all")
-                    .set("message.timeout.ms", "10000")
-                    .set("linger.ms", "5");
-                c
-            })
-            .create()
-            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let mut settings = rdkafka::ClientConfig::new();
+        settings
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "10000")
+            .set("linger.ms", "5");
+        let producer: FutureProducer =
+            kafka.with_properties(settings).create().map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         let index = Arc::new(Index::new(catalogue.data()));
-        Ok(Self {
-            producer,
-            topic: kafka.topic.clone(),
-            validator: Mutex::new(Validator::new(index.clone(), validation)),
-            index,
-        })
+        Ok(Self { producer, topic: kafka.topic.clone(), validator: Mutex::new(Validator::new(index, validation)) })
     }
 }
 
@@ -114,7 +104,7 @@ pub(crate) async fn ingest(State(state): State<AppState>, who: Principal, body: 
                     ));
                 }
                 let valid = validator.validate(&event, now_us)?;
-                Ok((event.id.into_owned(), sink.index.assets[valid.asset as usize].id.clone()))
+                Ok((event.id.into_owned(), validator.index().assets[valid.asset as usize].id.clone()))
             });
             match outcome {
                 Ok((id, asset)) => {

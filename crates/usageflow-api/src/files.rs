@@ -189,13 +189,27 @@ pub(crate) async fn update(
     Ok(Json(file_json(&file)))
 }
 
-/// Reads the named part of a multipart upload (or one of its aliases).
-pub(crate) async fn multipart_file(
-    mut form: Multipart,
-    names: &[&str],
-) -> ApiResult<(String, Vec<u8>, Option<String>)> {
+/// A multipart upload: the file part and the form's other (text) fields.
+pub(crate) struct Upload {
+    /// The file's name as sent.
+    pub filename: String,
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// Other fields by name.
+    pub fields: std::collections::HashMap<String, String>,
+}
+
+impl Upload {
+    /// The first of `names` the form has.
+    pub fn field(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.fields.get(*n)).map(String::as_str)
+    }
+}
+
+/// Reads a multipart upload whose file part has one of `names` (aliases).
+pub(crate) async fn multipart_file(mut form: Multipart, names: &[&str]) -> ApiResult<Upload> {
     let mut found = None;
-    let mut note = None;
+    let mut fields = std::collections::HashMap::new();
     while let Some(field) =
         form.next_field().await.map_err(|e| ApiError::invalid(format!("the multipart body cannot be read: {e}")))?
     {
@@ -205,13 +219,13 @@ pub(crate) async fn multipart_file(
             let bytes =
                 field.bytes().await.map_err(|e| ApiError::invalid(format!("part `{name}` cannot be read: {e}")))?;
             found = Some((filename, bytes.to_vec()));
-        } else if name == "upload_note" || name == "note" {
-            note = field.text().await.ok();
+        } else if let Ok(text) = field.text().await {
+            fields.insert(name, text);
         }
     }
     let (filename, bytes) =
         found.ok_or_else(|| ApiError::invalid(format!("the multipart body has no `{}` part", names[0])))?;
-    Ok((filename, bytes, note))
+    Ok(Upload { filename, bytes, fields })
 }
 
 pub(crate) async fn upload(
@@ -221,8 +235,8 @@ pub(crate) async fn upload(
     form: Multipart,
 ) -> ApiResult<Response> {
     visible_file(&state, &who, &id).await?;
-    let (filename, bytes, _) = multipart_file(form, &["usage_file", "file"]).await?;
-    let outcome = state.service.upload(&who.actor(), &id, &filename, bytes).await?;
+    let upload = multipart_file(form, &["usage_file", "file"]).await?;
+    let outcome = state.service.upload(&who.actor(), &id, &upload.filename, upload.bytes).await?;
     Ok((StatusCode::CREATED, Json(file_json(&outcome.file))).into_response())
 }
 

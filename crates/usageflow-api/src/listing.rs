@@ -217,9 +217,9 @@ pub fn content_range(offset: usize, count: usize, total: usize) -> String {
 }
 
 /// A page as a response: the JSON array and `Content-Range`.
-pub fn page_response(page: Vec<Value>, offset: usize, total: usize) -> Response {
+pub fn page_response<T: serde::Serialize>(page: Vec<T>, offset: usize, total: usize) -> Response {
     let range = content_range(offset, page.len(), total);
-    let mut response = Json(Value::Array(page)).into_response();
+    let mut response = Json(page).into_response();
     if let Ok(v) = HeaderValue::from_str(&range) {
         response.headers_mut().insert(header::CONTENT_RANGE, v);
     }

@@ -73,10 +73,10 @@ async fn all(state: &AppState) -> ApiResult<Vec<StoredRecon>> {
     Ok(out)
 }
 
-pub(crate) async fn visible(state: &AppState, who: &Principal, id: &str) -> ApiResult<(Reconciliation, StoredRecon)> {
+pub(crate) async fn visible(state: &AppState, who: &Principal, id: &str) -> ApiResult<StoredRecon> {
     let found = state.service.snapshots().latest::<StoredRecon>(&prefix().join(id)).await?;
     match found {
-        Some((_, r)) if who.role == Role::Provider && r.provider == who.account => Ok((r.recon.clone(), r)),
+        Some((_, r)) if who.role == Role::Provider && r.provider == who.account => Ok(r),
         _ => Err(ApiError::not_found("reconciliation", id)),
     }
 }
@@ -113,8 +113,10 @@ pub(crate) async fn reconcile(
     bytes: Vec<u8>,
     note: String,
 ) -> ApiResult<Reconciliation> {
-    let n = all(state).await?.iter().filter(|r| r.recon.usagefile.id == file.id).count() + 1;
-    let id = format!("URC{}-{n:04}", file.id.trim_start_matches("UF"));
+    // Ids are `URC{file digits}-{n}`: the next n comes from the names alone.
+    let stem = format!("URC{}-", file.id.trim_start_matches("UF"));
+    let n = state.service.snapshots().children(&prefix()).await?.iter().filter(|c| c.starts_with(&stem)).count() + 1;
+    let id = format!("{stem}{n:04}");
     let base = Path::from(format!("files/{}/{}/reconciliations", file.product.id, file.id));
     let uploaded =
         state.service.store_document(&base.clone().join(format!("{id}.xlsx")), bytes.clone(), filename).await?;

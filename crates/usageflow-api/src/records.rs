@@ -24,7 +24,7 @@ use usageflow_query::sql_string;
 
 use crate::error::{ApiError, ApiResult};
 use crate::files::{multipart_file, parse_json, visible_file, xlsx_response};
-use crate::listing::content_range;
+use crate::listing::page_response;
 use crate::rql::{Expr, Op, Query};
 use crate::{AppState, Principal, Role, sees_file};
 
@@ -337,30 +337,10 @@ async fn query_records(state: &AppState, who: &Principal, query: &Query) -> ApiR
     Ok((rows(&batches)?.iter().map(record_of).collect(), total))
 }
 
-fn json_page<T: Serialize>(items: Vec<T>, offset: usize, total: usize) -> Response {
-    let range = content_range(offset, items.len(), total);
-    let mut response = Json(items).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&range) {
-        response.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
-    }
-    response
-}
-
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
     let (items, total) = query_records(&state, &who, &query).await?;
-    Ok(json_page(items, query.offset, total))
-}
-
-/// The file of a record id (`UR-{file digits}-NNNN-NNNN`).
-fn file_of_record(id: &str) -> Option<String> {
-    let rest = id.strip_prefix("UR-")?;
-    let mut parts: Vec<&str> = rest.split('-').collect();
-    if parts.len() < 3 {
-        return None;
-    }
-    parts.truncate(parts.len() - 2);
-    Some(format!("UF-{}", parts.join("-")))
+    Ok(page_response(items, query.offset, total))
 }
 
 async fn one(state: &AppState, who: &Principal, id: &str) -> ApiResult<ApiRecord> {
@@ -382,7 +362,7 @@ pub(crate) async fn detail(
 }
 
 async fn change_one(state: &AppState, who: &Principal, id: &str, request: RecordRequest) -> ApiResult<Json<ApiRecord>> {
-    let file_id = file_of_record(id).ok_or_else(|| ApiError::not_found("usage record", id))?;
+    let file_id = usageflow_model::ids::file_of_record(id).ok_or_else(|| ApiError::not_found("usage record", id))?;
     let file = visible_file(state, who, &file_id).await.map_err(|_| ApiError::not_found("usage record", id))?;
     if who.role != Role::Provider {
         return Err(ApiError::forbidden(format!("only the provider of {} changes its records", file.id)));
@@ -441,7 +421,7 @@ pub(crate) async fn close_many(State(state): State<AppState>, who: Principal, bo
         let fail = |reason: String| {
             Some(json!({"id": id, "status": "failed", "error_codes": ["USG_007"], "error_details": [reason]}))
         };
-        match file_of_record(id) {
+        match usageflow_model::ids::file_of_record(id) {
             None => results[i] = fail(format!("`{id}` is not a usage record id")),
             Some(file) => by_file.entry(file).or_default().push((i, close_request(id, item))),
         }
@@ -553,7 +533,7 @@ async fn aggregate(state: &AppState, who: &Principal, query: &Query, asset: Opti
             }
         })
         .collect();
-    Ok(json_page(page, query.offset, total))
+    Ok(page_response(page, query.offset, total))
 }
 
 pub(crate) async fn aggregates(
@@ -587,11 +567,17 @@ pub(crate) async fn file_reconciliation(
     if who.role != Role::Provider {
         return Err(ApiError::forbidden(format!("only the provider of {id} reconciles it")));
     }
-    let (filename, bytes, note) = multipart_file(form, &["recon_file", "reconciliation_file"]).await?;
-    crate::recon::reconcile(&state, &who, &file, &filename, bytes, note.unwrap_or_default()).await?;
+    let upload = multipart_file(form, RECON_FILE).await?;
+    let note = upload.field(UPLOAD_NOTE).unwrap_or_default().to_owned();
+    crate::recon::reconcile(&state, &who, &file, &upload.filename, upload.bytes, note).await?;
     let file = state.service.workflow().get(&id).await?;
     Ok((StatusCode::CREATED, Json(crate::files::file_json(&file))).into_response())
 }
+
+/// The multipart names of a reconciliation workbook (the spec's, then the Haxe SDK's).
+const RECON_FILE: &[&str] = &["recon_file", "reconciliation_file"];
+/// The names of the upload note.
+const UPLOAD_NOTE: &[&str] = &["upload_note", "note"];
 
 pub(crate) async fn reconciliation_upload(
     State(state): State<AppState>,
@@ -601,31 +587,14 @@ pub(crate) async fn reconciliation_upload(
     if who.role != Role::Provider {
         return Err(ApiError::forbidden("only providers upload reconciliations"));
     }
-    let mut usagefile = None;
-    let mut found = None;
-    let mut note = String::new();
-    let mut form = form;
-    while let Some(field) =
-        form.next_field().await.map_err(|e| ApiError::invalid(format!("the multipart body cannot be read: {e}")))?
-    {
-        match field.name().unwrap_or_default() {
-            "recon_file" | "reconciliation_file" => {
-                let name = field.file_name().unwrap_or("reconciliation.xlsx").to_owned();
-                let bytes = field.bytes().await.map_err(|e| ApiError::invalid(e.to_string()))?;
-                found = Some((name, bytes.to_vec()));
-            }
-            "upload_note" => note = field.text().await.unwrap_or_default(),
-            "usagefile" | "usagefile.id" | "usage_file" => usagefile = field.text().await.ok(),
-            _ => {}
-        }
-    }
-    let (filename, bytes) = found.ok_or_else(|| ApiError::invalid("the multipart body has no `recon_file` part"))?;
-    let file_id = match usagefile {
-        Some(id) => id,
-        None => crate::recon::file_named_in(&bytes)?,
+    let upload = multipart_file(form, RECON_FILE).await?;
+    let file_id = match upload.field(&["usagefile", "usagefile.id", "usage_file"]) {
+        Some(id) => id.to_owned(),
+        None => crate::recon::file_named_in(&upload.bytes)?,
     };
+    let note = upload.field(UPLOAD_NOTE).unwrap_or_default().to_owned();
     let file = visible_file(&state, &who, &file_id).await?;
-    let recon = crate::recon::reconcile(&state, &who, &file, &filename, bytes, note).await?;
+    let recon = crate::recon::reconcile(&state, &who, &file, &upload.filename, upload.bytes, note).await?;
     Ok((StatusCode::CREATED, Json(crate::recon::recon_json(&recon))).into_response())
 }
 
@@ -643,8 +612,8 @@ pub(crate) async fn reconciliation(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let (recon, _) = crate::recon::visible(&state, &who, &id).await?;
-    Ok(Json(crate::recon::recon_json(&recon)))
+    let stored = crate::recon::visible(&state, &who, &id).await?;
+    Ok(Json(crate::recon::recon_json(&stored.recon)))
 }
 
 pub(crate) async fn reconciliation_uploaded(
@@ -652,7 +621,7 @@ pub(crate) async fn reconciliation_uploaded(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (_, stored) = crate::recon::visible(&state, &who, &id).await?;
+    let stored = crate::recon::visible(&state, &who, &id).await?;
     let object = stored.uploaded.ok_or_else(|| ApiError::not_found("uploaded file of reconciliation", &id))?;
     Ok(xlsx_response(state.service.document(&object).await?, &object.filename))
 }
@@ -662,7 +631,7 @@ pub(crate) async fn reconciliation_processed(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (_, stored) = crate::recon::visible(&state, &who, &id).await?;
+    let stored = crate::recon::visible(&state, &who, &id).await?;
     let object = stored.processed.ok_or_else(|| ApiError::not_found("processed file of reconciliation", &id))?;
     Ok(xlsx_response(state.service.document(&object).await?, &object.filename))
 }
@@ -684,6 +653,5 @@ mod tests {
         assert_eq!(e.code, "RQL_002");
         let e = to_sql(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
         assert_eq!(e.code, "RQL_004");
-        assert_eq!(file_of_record("UR-2024-01-0001-0002-0003-0004-0005"), Some("UF-2024-01-0001-0002-0003".into()));
     }
 }

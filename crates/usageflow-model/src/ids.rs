@@ -89,6 +89,14 @@ pub fn record_id(file_id: &str, position: u64) -> String {
     format!("UR{}-{:04}-{:04}", &file_id[2..], n / 10_000, n % 10_000)
 }
 
+/// The usage file a record id belongs to: the inverse of [`record_id`]; `None` for text that is
+/// not a record id.
+pub fn file_of_record(record: &str) -> Option<String> {
+    check_record_id(record).ok()?;
+    let file = format!("UF{}", record.get(2..record.len().checked_sub(10)?)?);
+    check_usage_file_id(&file).ok().map(|()| file)
+}
+
 /// The id of chunk number `number` (1-based) of a usage file.
 pub fn chunk_id(file_id: &str, number: u32) -> String {
     check_usage_file_id(file_id).expect("a usage file id");
@@ -128,6 +136,15 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.iter().collect::<HashSet<_>>().len(), 50);
         assert_ne!(a[0], usage_file_id_candidates(2026, 1, "other").next().unwrap());
+    }
+
+    #[test]
+    fn the_file_of_a_record_is_found_from_its_id() {
+        let uf = "UF-2026-11-6626-4128";
+        assert_eq!(file_of_record(&record_id(uf, 0)).as_deref(), Some(uf));
+        assert_eq!(file_of_record(&record_id(uf, 12_345_678)).as_deref(), Some(uf));
+        assert_eq!(file_of_record("UR-nope"), None);
+        assert_eq!(file_of_record("UF-2026-11-6626-4128"), None);
     }
 
     #[test]
