@@ -81,10 +81,11 @@ pub fn check_record_id(id: &str) -> Result<(), IdError> {
 /// The id of the record at `position` (0-based) in a usage file.
 ///
 /// # Panics
-/// If `file_id` is not a usage file id or `position` ≥ 10^8.
+/// If `file_id` is not a usage file id or `position` ≥ 10^8 − 1 (the number `position + 1`
+/// must fit the two four-digit groups).
 pub fn record_id(file_id: &str, position: u64) -> String {
     check_usage_file_id(file_id).expect("a usage file id");
-    assert!(position < 100_000_000, "a usage file holds at most 10^8 records");
+    assert!(position < 99_999_999, "a usage file holds fewer than 10^8 records");
     let n = position + 1;
     format!("UR{}-{:04}-{:04}", &file_id[2..], n / 10_000, n % 10_000)
 }
@@ -143,6 +144,7 @@ mod tests {
         let uf = "UF-2026-11-6626-4128";
         assert_eq!(file_of_record(&record_id(uf, 0)).as_deref(), Some(uf));
         assert_eq!(file_of_record(&record_id(uf, 12_345_678)).as_deref(), Some(uf));
+        assert!(check_record_id(&record_id(uf, 99_999_998)).is_ok(), "the last position keeps the shape");
         assert_eq!(file_of_record("UR-nope"), None);
         assert_eq!(file_of_record("UF-2026-11-6626-4128"), None);
     }
