@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use arrow::array::{Array, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::RecordBatch;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, RawQuery, State};
@@ -172,13 +171,7 @@ async fn scope(state: &AppState, who: &Principal) -> ApiResult<(Vec<UsageFile>, 
 }
 
 async fn session(state: &AppState, files: &[UsageFile]) -> ApiResult<datafusion::prelude::SessionContext> {
-    let mut changes = Vec::new();
-    for f in files {
-        let (version, c) = state.service.record_changes(&f.id).await?;
-        if version > 0 {
-            changes.push((f.id.clone(), c));
-        }
-    }
+    let changes = state.service.record_changes_of(files).await?;
     Ok(usageflow_query::records_session(state.service.object_store().clone(), files, &changes).await?)
 }
 
@@ -225,30 +218,7 @@ fn time(text: Option<&str>) -> Option<String> {
 
 /// Rows of batches as maps of column → text.
 fn rows(batches: &[RecordBatch]) -> ApiResult<Vec<HashMap<String, Option<String>>>> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let schema = batch.schema();
-        let columns: Vec<(String, StringArray)> = schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(f, c)| {
-                let cast = arrow::compute::cast(c, &DataType::Utf8).map_err(|e| ApiError::internal(e.to_string()))?;
-                let strings =
-                    cast.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| ApiError::internal("cast"))?;
-                Ok((f.name().clone(), strings))
-            })
-            .collect::<ApiResult<_>>()?;
-        for i in 0..batch.num_rows() {
-            out.push(
-                columns
-                    .iter()
-                    .map(|(n, a)| (n.clone(), if a.is_null(i) { None } else { Some(a.value(i).to_owned()) }))
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
+    Ok(usageflow_query::output::text_rows(batches)?)
 }
 
 fn record_of(row: &HashMap<String, Option<String>>) -> ApiRecord {

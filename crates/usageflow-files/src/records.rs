@@ -239,6 +239,18 @@ impl crate::FileService {
         Ok(self.snapshots().latest::<RecordChanges>(&changes_prefix(file_id)).await?.unwrap_or_default())
     }
 
+    /// The record changes of each of `files` that has any.
+    pub async fn record_changes_of(&self, files: &[UsageFile]) -> Result<Vec<(String, RecordChanges)>, ServiceError> {
+        let mut out = Vec::new();
+        for f in files {
+            let (version, changes) = self.record_changes(&f.id).await?;
+            if version > 0 {
+                out.push((f.id.clone(), changes));
+            }
+        }
+        Ok(out)
+    }
+
     /// The record ids of a file's current upload.
     pub async fn record_ids(&self, file: &UsageFile) -> Result<Vec<String>, ServiceError> {
         let Some(path) = file.processed_file.as_ref().and_then(records_object_path) else { return Ok(Vec::new()) };

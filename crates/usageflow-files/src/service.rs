@@ -112,6 +112,11 @@ impl FileService {
         &self.catalogue
     }
 
+    /// The catalogue, shared.
+    pub fn shared_catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue.clone()
+    }
+
     /// The object store holding the documents.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store

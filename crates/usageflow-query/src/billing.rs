@@ -58,6 +58,10 @@ impl Selection {
     }
 }
 
+/// The order of the billing export's rows (by its output columns).
+pub const BILLING_EXPORT_ORDER: &str =
+    "hub_id, marketplace_id, product_id, customer_id, asset_id, item_id, start_date, record_id";
+
 /// The billing export query.
 pub fn billing_export_sql(selection: &Selection) -> String {
     format!(
@@ -69,8 +73,7 @@ pub fn billing_export_sql(selection: &Selection) -> String {
          CASE WHEN tier = 1 THEN amount END AS amount_tier1, \
          CASE WHEN tier = 2 THEN amount END AS amount_tier2, \
          usagefile_currency AS currency, status, external_billing_id \
-         FROM file_records WHERE {} \
-         ORDER BY hub_id, marketplace_id, product_id, customer_id, asset_id, item_id, start_date, record_id",
+         FROM file_records WHERE {} ORDER BY {BILLING_EXPORT_ORDER}",
         selection.predicate()
     )
 }
@@ -159,8 +162,7 @@ pub async fn reconciliation_sql(ctx: &SessionContext, selection: &Selection) -> 
 
 fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray, QueryError> {
     let col = batch.column_by_name(name).ok_or_else(|| QueryError::Output(format!("no column {name}")))?;
-    let cast = arrow::compute::cast(col, &DataType::Utf8)?;
-    Ok(cast.as_any().downcast_ref::<StringArray>().cloned().unwrap_or_else(|| StringArray::from(Vec::<String>::new())))
+    crate::output::text_column(col)
 }
 
 /// Outcome counts of a reconciliation report.
@@ -220,15 +222,7 @@ pub async fn close_matched(
 pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, QueryError> {
     let mut rows = Vec::new();
     for b in batches {
-        let cols: Vec<StringArray> = (0..b.num_columns())
-            .map(|i| {
-                let c = arrow::compute::cast(b.column(i), &DataType::Utf8)?;
-                Ok(c.as_any()
-                    .downcast_ref::<StringArray>()
-                    .cloned()
-                    .unwrap_or_else(|| StringArray::from(Vec::<String>::new())))
-            })
-            .collect::<Result<_, QueryError>>()?;
+        let cols = b.columns().iter().map(crate::output::text_column).collect::<Result<Vec<_>, _>>()?;
         for i in 0..b.num_rows() {
             rows.push(
                 cols.iter().map(|c| if c.is_null(i) { "NULL".to_owned() } else { c.value(i).to_owned() }).collect(),

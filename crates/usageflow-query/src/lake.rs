@@ -447,13 +447,9 @@ pub async fn load_sources(service: &usageflow_files::FileService) -> Result<Sour
         .map_err(|e| QueryError::Source(format!("cannot read the lake manifest: {e}")))?;
     let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
     let files = service.workflow().list().await.map_err(|e| source(&e))?;
-    let mut changes = Vec::new();
+    let changes = service.record_changes_of(&files).await.map_err(|e| source(&e))?;
     let mut chunks = Vec::new();
     for f in &files {
-        let (version, c) = service.record_changes(&f.id).await.map_err(|e| source(&e))?;
-        if version > 0 {
-            changes.push((f.id.clone(), c));
-        }
         if matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed) {
             chunks.extend(service.chunks(&f.id).await.map_err(|e| source(&e))?);
         }
@@ -468,5 +464,5 @@ pub async fn load_sources(service: &usageflow_files::FileService) -> Result<Sour
             reconciliations.push(r);
         }
     }
-    Ok(Sources { lake, catalogue: Arc::new(service.catalogue().clone()), files, changes, chunks, reconciliations })
+    Ok(Sources { lake, catalogue: service.shared_catalogue(), files, changes, chunks, reconciliations })
 }

@@ -33,6 +33,38 @@ impl FromStr for Format {
     }
 }
 
+/// A column as text (Arrow's own rendering: decimals with their scale, RFC 3339 times).
+pub fn text_column(column: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray, QueryError> {
+    let cast = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
+    cast.as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .cloned()
+        .ok_or_else(|| QueryError::Output("a column did not cast to text".to_owned()))
+}
+
+/// The rows of `batches` as text by column name; `None` for null.
+pub fn text_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<std::collections::HashMap<String, Option<String>>>, QueryError> {
+    use arrow::array::Array;
+    let mut out = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| Ok((f.name().clone(), text_column(c)?)))
+            .collect::<Result<Vec<_>, QueryError>>()?;
+        for i in 0..batch.num_rows() {
+            out.push(
+                columns.iter().map(|(n, a)| (n.clone(), (!a.is_null(i)).then(|| a.value(i).to_owned()))).collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Writes `batches` in `format`.
 pub fn write(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>, QueryError> {
     let out = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());

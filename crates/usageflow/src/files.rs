@@ -40,11 +40,16 @@ fn summary(file: &UsageFile) -> String {
     )
 }
 
-/// Runs a `files` action.
-pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
+/// The file service over the configured store and catalogue.
+pub fn file_service(config: &Config) -> anyhow::Result<FileService> {
     let store = usageflow_lake::open_store(&config.store)?;
     let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
-    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue);
+    Ok(FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue))
+}
+
+/// Runs a `files` action.
+pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
+    let service = file_service(config)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let wf = service.workflow();

@@ -25,20 +25,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
+/// Completes on SIGINT or SIGTERM.
+pub(crate) async fn stop_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// Sets `stop` on SIGINT or SIGTERM.
 fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     std::thread::Builder::new().name("usageflow-signals".into()).spawn(move || {
         let Ok(rt) = runtime() else { return };
-        rt.block_on(async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
+        rt.block_on(stop_signal());
         tracing::info!("stopping: flushing what was consumed");
         stop.store(true, Ordering::Relaxed);
     })?;

@@ -7,8 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use usageflow_api::{AppState, EventSink, KeyRing, Role};
-use usageflow_files::FileService;
-use usageflow_workflow::{SystemClock, WorkflowStore};
 
 use crate::cli::ApiKeyAction;
 use crate::config::Config;
@@ -19,8 +17,8 @@ pub fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<ExitCode
     if let Some(l) = listen {
         api.listen = l;
     }
-    let store = usageflow_lake::open_store(&config.store)?;
-    let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
+    let service = crate::files::file_service(config)?;
+    let catalogue = service.shared_catalogue();
     let keys = KeyRing::load(Path::new(&api.keys_file))?;
     if keys.is_empty() {
         tracing::warn!(file = %api.keys_file, "no API keys: every call will be refused; add one with `usageflow api-key add`");
@@ -32,19 +30,11 @@ pub fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<ExitCode
     } else {
         None
     };
-    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue.clone());
     let state = AppState { service, catalogue, keys: Arc::new(keys), events };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
         let shutdown = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            crate::run::stop_signal().await;
             tracing::info!("stopping: finishing the requests in flight");
         };
         usageflow_api::serve(state, &api, shutdown).await.with_context(|| format!("cannot serve on {}", api.listen))

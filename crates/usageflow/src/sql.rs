@@ -4,7 +4,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use datafusion::prelude::SessionContext;
@@ -14,7 +13,6 @@ use usageflow_query::billing::{
     Selection, billing_export_sql, close_matched, outcome_counts, reconciliation_sql, register_billing,
 };
 use usageflow_query::{Format, Scope};
-use usageflow_workflow::{SystemClock, WorkflowStore};
 
 use crate::config::Config;
 
@@ -27,12 +25,6 @@ pub fn parse_scope(text: &str) -> anyhow::Result<Scope> {
         Some(("reseller", id)) => Scope::Reseller(id.to_owned()),
         _ => anyhow::bail!("scope `{text}` is not all, vendor:ID, provider:ID or reseller:ID"),
     })
-}
-
-fn service(config: &Config) -> anyhow::Result<FileService> {
-    let store = usageflow_lake::open_store(&config.store)?;
-    let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
-    Ok(FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue))
 }
 
 async fn session(service: &FileService, scope: &Scope) -> anyhow::Result<SessionContext> {
@@ -64,7 +56,7 @@ pub fn sql(
 ) -> anyhow::Result<ExitCode> {
     let format: Format = format.parse().map_err(anyhow::Error::msg)?;
     let scope = parse_scope(scope)?;
-    let service = service(config)?;
+    let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
         let ctx = session(&service, &scope).await?;
         if let Some(q) = query {
@@ -128,7 +120,7 @@ pub fn export_billing(
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
     let scope = parse_scope(scope)?;
-    let service = service(config)?;
+    let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
         let ctx = session(&service, &scope).await?;
         let batches = usageflow_query::query(&ctx, &billing_export_sql(&selection)).await?;
@@ -181,7 +173,7 @@ pub fn reconcile(
     };
     let actor = Actor::provider(provider, Ref { id: "cli:reconcile".to_owned(), name: "reconcile".to_owned() });
     let format: Format = format.parse().map_err(anyhow::Error::msg)?;
-    let service = service(config)?;
+    let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
         let ctx = session(&service, &scope).await?;
         register_billing(&ctx, billing).await?;
