@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the real local stack:
 # starts the Kafka broker and the S3-compatible server (installing them on first use),
-# runs `cargo test --workspace` (extra arguments are passed on), and stops the services
+# runs `cargo test --workspace --locked` (extra arguments are passed on), and stops the services
 # it started, whatever happened.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,4 +21,4 @@ trap cleanup EXIT
 "$here/stack.sh" up
 eval "$("$here/stack.sh" env)"
 export USAGEFLOW_TEST_KAFKA_BOOTSTRAP USAGEFLOW_TEST_S3_ENDPOINT
-cargo test --workspace "$@"
+cargo test --workspace --locked "$@"

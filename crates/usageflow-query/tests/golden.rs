@@ -19,7 +19,9 @@ use usageflow_files::{CreateFile, FileService};
 use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
 use usageflow_lake::{CommitRequest, DataFile, Manifests, Table};
 use usageflow_model::{Actor, Period, Ref, ReportingSchema};
-use usageflow_query::billing::{Selection, close_matched, reconciliation_sql, register_billing, to_rows};
+use usageflow_query::billing::{
+    BILLING_EXPORT_ORDER, Selection, close_matched, reconciliation_sql, register_billing, to_rows,
+};
 use usageflow_query::{Scope, analyst_session, load_sources};
 use usageflow_workflow::{FixedClock, WorkflowStore};
 
@@ -269,8 +271,11 @@ async fn golden_sql_files() {
                     }
                 }
                 let sql = usageflow_query::billing::billing_export_sql(&sel);
-                let wrapped =
-                    format!("SELECT {} FROM ({sql}) e", if body.trim().is_empty() { "*" } else { body.trim() });
+                // A subquery's ORDER BY does not order the outer query: order again.
+                let cols = if body.trim().is_empty() { "*" } else { body.trim() };
+                let order =
+                    if cols.contains("count(") { String::new() } else { format!(" ORDER BY {BILLING_EXPORT_ORDER}") };
+                let wrapped = format!("SELECT {cols} FROM ({sql}) e{order}");
                 to_rows(&usageflow_query::query(ctx, &wrapped).await.unwrap()).unwrap()
             } else if head.starts_with("reconcile") {
                 register_billing(ctx, &sql_dir.join(body.trim())).await.unwrap();
