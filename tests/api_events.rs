@@ -36,7 +36,7 @@ fn app(kafka: &usageflow_ingest::KafkaConfig) -> axum::Router {
         },
     );
     let sink = EventSink::new(kafka, &catalogue, usageflow_ingest::ValidationConfig::default()).unwrap();
-    let state = AppState { service, catalogue, keys: Arc::new(KeyRing::new(keys)), events: Some(Arc::new(sink)) };
+    let state = AppState::new(service, KeyRing::new(keys)).with_events(sink);
     usageflow_api::app(state, &ApiConfig::default())
 }
 

@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use usageflow_model::{
     Actor, Environment, FileChange, FileStatus, FileUpdate, NewFile, Period, Ref, ReportingSchema, StoredObject,
     WorkflowError,
 };
-use usageflow_workflow::{CreateRequest, Error, FixedClock, WorkflowStore};
+use usageflow_workflow::{CreateRequest, Error, FileIndex, FixedClock, WorkflowStore};
 
 const VENDOR: &str = "VA-100-001";
 const PROVIDER: &str = "PA-200-001";
@@ -181,6 +181,58 @@ async fn damaged_logs_are_reported(store: Arc<dyn ObjectStore>) {
     assert_eq!(err.to_string(), "usage file UF-2026-11-0000-0000 does not exist");
 }
 
+fn status_in(files: &[usageflow_model::UsageFile], id: &str) -> Option<FileStatus> {
+    files.iter().find(|f| f.id == id).map(|f| f.status)
+}
+
+/// The index serves listings from memory and follows changes made by other writers, across
+/// hours and with a writer whose clock runs behind; a lost marker is caught by the full reload.
+async fn index_follows_other_writers(store: Arc<dyn ObjectStore>) {
+    let start = Utc.with_ymd_and_hms(2026, 11, 25, 12, 59, 0).unwrap();
+    let index_clock = Arc::new(FixedClock::new(start));
+    let index = FileIndex::new(WorkflowStore::new(store.clone(), index_clock.clone()));
+    let writer = workflow(store.clone());
+    let first = ready_file(&writer, "index-first").await;
+    let files = index.files().await.unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(status_in(&files, &first), Some(FileStatus::Ready));
+
+    // Another process submits (its clock is behind the index's) and creates a second file.
+    let behind_clock = Arc::new(FixedClock::new(start - chrono::Duration::seconds(50)));
+    let behind = WorkflowStore::new(store.clone(), behind_clock);
+    behind.act(&first, FileChange::Submit, &vendor()).await.unwrap();
+    let second = ready_file(&behind, "index-second").await;
+    index_clock.advance(chrono::Duration::seconds(30));
+    let files = index.files().await.unwrap();
+    assert_eq!(status_in(&files, &first), Some(FileStatus::Pending));
+    assert_eq!(status_in(&files, &second), Some(FileStatus::Ready));
+
+    // Across the hour boundary (markers are listed per hour).
+    let later = Arc::new(FixedClock::new(start + chrono::Duration::minutes(2)));
+    WorkflowStore::new(store.clone(), later)
+        .act(&first, FileChange::Accept { note: "ok".into() }, &provider())
+        .await
+        .unwrap();
+    index_clock.advance(chrono::Duration::minutes(2));
+    let files = index.files().await.unwrap();
+    assert_eq!(status_in(&files, &first), Some(FileStatus::Accepted));
+    assert_eq!(files.len(), 2);
+
+    // A change whose marker is lost is invisible to following, then seen by the full reload.
+    behind.act(&second, FileChange::Submit, &vendor()).await.unwrap();
+    let markers: Vec<object_store::ObjectMeta> =
+        futures::TryStreamExt::try_collect(store.list(Some(&object_store::path::Path::from("workflow/changes"))))
+            .await
+            .unwrap();
+    let lost =
+        markers.iter().find(|m| m.location.as_ref().contains(&second) && m.location.as_ref().ends_with("0000000006"));
+    store.delete(&lost.expect("the submit's marker").location).await.unwrap();
+    index_clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(status_in(&index.files().await.unwrap(), &second), Some(FileStatus::Ready));
+    let reloading = FileIndex::new(WorkflowStore::new(store, index_clock)).with_full_reload(std::time::Duration::ZERO);
+    assert_eq!(status_in(&reloading.files().await.unwrap(), &second), Some(FileStatus::Pending));
+}
+
 fn local() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
@@ -222,4 +274,15 @@ async fn s3_concurrent_writers_one_wins_per_step() {
 #[tokio::test]
 async fn s3_damaged_logs_are_reported() {
     damaged_logs_are_reported(s3("wf-damaged")).await;
+}
+
+#[tokio::test]
+async fn local_index_follows_other_writers() {
+    let (_dir, store) = local();
+    index_follows_other_writers(store).await;
+}
+
+#[tokio::test]
+async fn s3_index_follows_other_writers() {
+    index_follows_other_writers(s3("wf-index")).await;
 }

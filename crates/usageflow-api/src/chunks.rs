@@ -49,7 +49,7 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
     CHUNKS.check(&query)?;
     let mut items = Vec::new();
     if who.role == Role::Provider {
-        for file in state.service.workflow().list().await? {
+        for file in state.files.files().await?.iter() {
             if file.provider.id == who.account && matches!(file.status, FileStatus::Accepted | FileStatus::Closed) {
                 items.extend(state.service.chunks(&file.id).await?.iter().map(chunk_json));
             }

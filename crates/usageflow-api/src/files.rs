@@ -107,8 +107,7 @@ pub(crate) async fn visible_file(state: &AppState, who: &Principal, id: &str) ->
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
     FILES.check(&query)?;
-    let files: Vec<Value> =
-        state.service.workflow().list().await?.iter().filter(|f| sees_file(&who, f)).map(file_json).collect();
+    let files: Vec<Value> = state.files.files().await?.iter().filter(|f| sees_file(&who, f)).map(file_json).collect();
     let (page, total) = select(files, &query, &FILES)?;
     Ok(page_response(page, query.offset, total))
 }
@@ -429,3 +428,81 @@ pub(crate) fn provides(state: &AppState, account: &str, product: &str) -> bool {
         .iter()
         .any(|l| l.product == product && state.catalogue.contract(&l.contract).is_some_and(|c| c.provider == account))
 }
+
+/// `GET /usage/files/{id}/history`: the file's audit trail, one entry per workflow step with
+/// who made it, when, and the status it left the file in.
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Value>>> {
+    visible_file(&state, &who, &id).await?;
+    let (_, log) = state.service.workflow().history(&id).await?;
+    let mut current: Option<UsageFile> = None;
+    let mut steps = Vec::with_capacity(log.len());
+    for event in log {
+        current = Some(UsageFile::apply(current, &event).map_err(|e| ApiError::internal(e.to_string()))?);
+        let mut change = serde_json::to_value(&event.change).unwrap_or(Value::Null);
+        let kind = change.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if let Some(o) = change.as_object_mut() {
+            // Internal storage locations are not part of the API.
+            for internal in ["type", "object", "processed", "file"] {
+                o.remove(internal);
+            }
+        }
+        steps.push(json!({
+            "seq": event.seq,
+            "at": event.at,
+            "type": kind,
+            "actor": event.actor,
+            "detail": change,
+            "status": current.as_ref().map(|f| f.status),
+        }));
+    }
+    Ok(Json(steps))
+}
+
+/// `GET /usage/files/{id}/errors`: the invalid rows of the last processed upload, with the
+/// reasons (read from the processed workbook's `status` and `error` columns), and the
+/// file-level problem if the workbook could not be validated at all.
+pub(crate) async fn errors(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let file = visible_file(&state, &who, &id).await?;
+    let mut rows = Vec::new();
+    if let Some(object) = &file.processed_file {
+        let bytes = state.service.document(object).await?;
+        let book = usageflow_files::read_workbook(&bytes, &usageflow_files::ReadLimits::default())
+            .map_err(|e| ApiError::internal(format!("the processed file cannot be read: {e}")))?;
+        for row in book.records.iter().filter(|r| r.get("status") == Some("invalid")) {
+            let cell = |c: &str| row.get(c).map_or(Value::Null, |v| json!(v));
+            rows.push(json!({
+                "row": row.row,
+                "record_id": cell("record_id"),
+                "asset_search_value": cell("asset_search_value"),
+                "item_search_value": cell("item_search_value"),
+                "quantity": cell("quantity"),
+                "error": cell("error"),
+            }));
+        }
+    }
+    let (page, total) = select(rows, &query, &ERRORS)?;
+    let mut response = page_response(page, query.offset, total);
+    if let Some(detail) = &file.error_detail
+        && let Ok(value) = axum::http::HeaderValue::from_str(&detail.replace(['\r', '\n'], " "))
+    {
+        response.headers_mut().insert("X-Usage-File-Error", value);
+    }
+    Ok(response)
+}
+
+pub(crate) const ERRORS: Collection = Collection {
+    name: "invalid rows",
+    fields: &[("row", "row"), ("record_id", "record_id"), ("error", "error")],
+    orderable: &["row", "record_id"],
+    search: &["record_id", "asset_search_value", "item_search_value", "error"],
+};

@@ -7,12 +7,16 @@
 //! other tenants answer 404 as if they did not exist.
 
 pub mod auth;
+mod billing;
+mod catalog;
 mod chunks;
 pub mod error;
 mod events;
 mod files;
 pub mod listing;
+mod live;
 mod openapi;
+mod portal;
 mod recon;
 mod records;
 pub mod rql;
@@ -42,6 +46,22 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Where ingested events go (absent: the endpoint answers 503).
     pub events: Option<Arc<EventSink>>,
+    /// Every usage file's state, from memory, following the workflow's change feed.
+    pub files: Arc<usageflow_workflow::FileIndex>,
+}
+
+impl AppState {
+    /// The state of a server over `service`, accepting `keys`, without an event sink.
+    pub fn new(service: FileService, keys: KeyRing) -> Self {
+        let files = Arc::new(usageflow_workflow::FileIndex::new(service.workflow().clone()));
+        Self { catalogue: service.shared_catalogue(), service, keys: Arc::new(keys), events: None, files }
+    }
+
+    /// Sends `POST /usage/events` to `sink`.
+    pub fn with_events(mut self, sink: EventSink) -> Self {
+        self.events = Some(Arc::new(sink));
+        self
+    }
 }
 
 impl AsRef<KeyRing> for AppState {
@@ -85,6 +105,9 @@ pub fn router(state: AppState) -> Router {
         .route("/usage/files/{id}/reprocess", post(files::reprocess))
         .route("/usage/files/{id}/reconciliation", post(records::file_reconciliation))
         .route("/usage/files/{id}/categories", get(files::categories))
+        .route("/usage/files/{id}/history", get(files::history))
+        .route("/usage/files/{id}/errors", get(files::errors))
+        .route("/usage/files/{id}/summary", get(records::file_summary))
         .route("/usage/files/{id}/usagefile", get(files::uploaded_document))
         .route("/usage/files/{id}/processedfile", get(files::processed_document))
         .route("/usage/products/{id}/template", get(files::template))
@@ -109,10 +132,21 @@ pub fn router(state: AppState) -> Router {
         .route("/products/{product_pk}/usage/rules", get(rules::list).post(rules::create))
         .route("/products/{product_pk}/usage/rules/{id}", get(rules::detail).put(rules::update).delete(rules::remove))
         .route("/usage/events", post(events::ingest))
+        .route("/usage/live", get(live::live))
+        .route("/billing/export", get(billing::export))
+        .route("/me", get(catalog::me))
+        .route("/products", get(catalog::products))
         .route("/sql", post(sql::query))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
         });
-    Router::new().nest("/public/v1", v1).route("/healthz", get(|| async { "ok" })).with_state(state)
+    Router::new()
+        .nest("/public/v1", v1)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(portal::to_portal))
+        .route("/portal", get(portal::to_portal))
+        .route("/portal/", get(portal::index))
+        .route("/portal/{file}", get(portal::file))
+        .with_state(state)
 }

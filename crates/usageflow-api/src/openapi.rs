@@ -22,6 +22,9 @@ pub const ENDPOINTS: &[(&str, &str, &str, u16, bool)] = &[
     ("post", "/usage/files/{id}/reprocess", "Regenerate the processed output (provider)", 200, false),
     ("post", "/usage/files/{id}/reconciliation", "Upload a reconciliation (multipart `recon_file`)", 201, false),
     ("get", "/usage/files/{id}/categories", "Categories of a file", 200, true),
+    ("get", "/usage/files/{id}/history", "Audit trail: every workflow step, who, when, resulting status", 200, false),
+    ("get", "/usage/files/{id}/errors", "Invalid rows of the last upload with their reasons", 200, true),
+    ("get", "/usage/files/{id}/summary", "Review summary: totals, per item, top assets, per day", 200, false),
     ("get", "/usage/files/{id}/usagefile", "Download the uploaded spreadsheet", 200, false),
     ("get", "/usage/files/{id}/processedfile", "Download the processed spreadsheet", 200, false),
     ("get", "/usage/products/{id}/template", "Link to the product's usage template", 200, false),
@@ -57,6 +60,22 @@ pub const ENDPOINTS: &[(&str, &str, &str, u16, bool)] = &[
         200,
         false,
     ),
+    (
+        "get",
+        "/usage/live",
+        "Usage being ingested: totals, series per item, top assets (`product`, `item`, `asset`, `from`, `to`, `bucket`)",
+        200,
+        false,
+    ),
+    (
+        "get",
+        "/billing/export",
+        "Billing export of accepted records (`format` csv|parquet|xlsx, `from`, `to`, `hub`, `marketplace`, `product`)",
+        200,
+        false,
+    ),
+    ("get", "/me", "The caller's key, account and role", 200, false),
+    ("get", "/products", "The caller's products with usage capabilities, items and contracts", 200, false),
     ("get", "/openapi.json", "This document", 200, false),
 ];
 

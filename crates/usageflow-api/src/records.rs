@@ -160,12 +160,14 @@ fn to_sql(expr: &Expr) -> ApiResult<String> {
 
 /// Files whose records the caller may query, and the row predicate for its role.
 async fn scope(state: &AppState, who: &Principal) -> ApiResult<(Vec<UsageFile>, String)> {
-    let all = state.service.workflow().list().await?;
+    let all = state.files.files().await?;
     Ok(match who.role {
-        Role::Vendor | Role::Provider => (all.into_iter().filter(|f| sees_file(who, f)).collect(), "TRUE".to_owned()),
+        Role::Vendor | Role::Provider => {
+            (all.iter().filter(|f| sees_file(who, f)).cloned().collect(), "TRUE".to_owned())
+        }
         Role::Reseller => {
             let account = sql_string(&who.account);
-            (all, format!("(tier1_id = {account} OR tier2_id = {account})"))
+            (all.to_vec(), format!("(tier1_id = {account} OR tier2_id = {account})"))
         }
     })
 }
@@ -624,4 +626,73 @@ mod tests {
         let e = to_sql(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
         assert_eq!(e.code, "RQL_004");
     }
+}
+
+/// Rows of `sql` over `ctx` as JSON objects of text (exact decimals stay text).
+async fn json_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> ApiResult<Vec<Value>> {
+    Ok(rows(&usageflow_query::collect(ctx, sql).await?)?
+        .into_iter()
+        .map(|row| Value::Object(row.into_iter().map(|(k, v)| (k, v.map_or(Value::Null, Value::String))).collect()))
+        .collect())
+}
+
+/// `GET /usage/files/{id}/summary`: what a reviewer looks at before accepting: totals, usage
+/// per item, the top assets and usage per day, over the file's valid records. Sums are exact
+/// decimals written as strings.
+pub(crate) async fn file_summary(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let file = visible_file(&state, &who, &id).await?;
+    let ctx = session(&state, std::slice::from_ref(&file)).await?;
+    let id = sql_string(&file.id);
+    let totals = json_rows(
+        &ctx,
+        &format!(
+            "SELECT COUNT(*) AS records, CAST(SUM(usage) AS VARCHAR) AS usage, CAST(SUM(amount) AS VARCHAR) AS amount, \
+             COUNT(DISTINCT asset_id) AS assets, COUNT(DISTINCT item_id) AS items, \
+             CAST(MIN(start_date) AS VARCHAR) AS first_start, CAST(MAX(end_date) AS VARCHAR) AS last_end \
+             FROM records WHERE usagefile_id = {id}"
+        ),
+    )
+    .await?;
+    let per_item = json_rows(
+        &ctx,
+        &format!(
+            "SELECT item_id, item_name, item_unit, item_mpn, COUNT(*) AS records, COUNT(DISTINCT asset_id) AS assets, \
+             CAST(SUM(usage) AS VARCHAR) AS usage, CAST(SUM(amount) AS VARCHAR) AS amount \
+             FROM records WHERE usagefile_id = {id} \
+             GROUP BY item_id, item_name, item_unit, item_mpn ORDER BY SUM(usage) DESC, item_id"
+        ),
+    )
+    .await?;
+    let top_assets = json_rows(
+        &ctx,
+        &format!(
+            "SELECT asset_id, asset_external_id, customer_name, COUNT(*) AS records, \
+             CAST(SUM(usage) AS VARCHAR) AS usage, CAST(SUM(amount) AS VARCHAR) AS amount \
+             FROM records WHERE usagefile_id = {id} \
+             GROUP BY asset_id, asset_external_id, customer_name ORDER BY SUM(usage) DESC, asset_id LIMIT 20"
+        ),
+    )
+    .await?;
+    let per_day = json_rows(
+        &ctx,
+        &format!(
+            "SELECT CAST(CAST(date_trunc('day', start_date) AS DATE) AS VARCHAR) AS day, item_id, item_name, \
+             CAST(SUM(usage) AS VARCHAR) AS usage \
+             FROM records WHERE usagefile_id = {id} \
+             GROUP BY date_trunc('day', start_date), item_id, item_name ORDER BY day, item_id"
+        ),
+    )
+    .await?;
+    Ok(Json(json!({
+        "id": file.id,
+        "status": file.status,
+        "totals": totals.into_iter().next().unwrap_or(Value::Null),
+        "per_item": per_item,
+        "top_assets": top_assets,
+        "per_day": per_day,
+    })))
 }

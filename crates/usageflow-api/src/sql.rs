@@ -17,6 +17,15 @@ use crate::{AppState, Principal, Role};
 /// Most rows one call returns.
 pub const MAX_ROWS: usize = 10_000;
 
+/// The rows a caller's SQL session shows.
+pub(crate) fn scope_of(who: &Principal) -> Scope {
+    match who.role {
+        Role::Vendor => Scope::Vendor(who.account.clone()),
+        Role::Provider => Scope::Provider(who.account.clone()),
+        Role::Reseller => Scope::Reseller(who.account.clone()),
+    }
+}
+
 pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: Bytes) -> ApiResult<Response> {
     let body: Value = parse_json(&body)?;
     let sql = body.get("sql").and_then(Value::as_str).ok_or_else(|| ApiError::invalid("`sql` is required"))?;
@@ -25,13 +34,8 @@ pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: B
         "csv" => Format::Csv,
         other => return Err(ApiError::invalid(format!("format `{other}` is not json or csv"))),
     };
-    let scope = match who.role {
-        Role::Vendor => Scope::Vendor(who.account.clone()),
-        Role::Provider => Scope::Provider(who.account.clone()),
-        Role::Reseller => Scope::Reseller(who.account.clone()),
-    };
-    let sources = usageflow_query::load_sources(&state.service).await?;
-    let ctx = usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &scope).await?;
+    let sources = usageflow_query::load_sources_of(&state.service, state.files.files().await?.to_vec()).await?;
+    let ctx = usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &scope_of(&who)).await?;
     let bad = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::BAD_REQUEST, "SQL_001", e.to_string());
     let df = ctx.sql_with_options(sql, usageflow_query::read_only()).await.map_err(|e| bad(&e))?;
     let batches = df.limit(0, Some(MAX_ROWS + 1)).map_err(|e| bad(&e))?.collect().await.map_err(|e| bad(&e))?;

@@ -28,7 +28,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         usageflow_workflow::WorkflowStore::new(store, Arc::new(usageflow_workflow::SystemClock)),
         catalogue.clone(),
     );
-    let state = AppState { service, catalogue, keys: Arc::new(KeyRing::default()), events: None };
+    let state = AppState::new(service, KeyRing::default());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = ApiConfig { listen: format!("127.0.0.1:{port}"), ..ApiConfig::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

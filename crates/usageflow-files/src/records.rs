@@ -239,10 +239,13 @@ impl crate::FileService {
         Ok(self.snapshots().latest::<RecordChanges>(&changes_prefix(file_id)).await?.unwrap_or_default())
     }
 
-    /// The record changes of each of `files` that has any.
+    /// The record changes of each of `files` that has any. One listing finds the files with
+    /// changes, so that only those are read (most files never have a single record changed).
     pub async fn record_changes_of(&self, files: &[UsageFile]) -> Result<Vec<(String, RecordChanges)>, ServiceError> {
+        let changed: std::collections::HashSet<String> =
+            self.snapshots().children(&Path::from("workflow/records")).await?.into_iter().collect();
         let mut out = Vec::new();
-        for f in files {
+        for f in files.iter().filter(|f| changed.contains(&f.id)) {
             let (version, changes) = self.record_changes(&f.id).await?;
             if version > 0 {
                 out.push((f.id.clone(), changes));

@@ -231,3 +231,39 @@ pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, QueryError> 
     }
     Ok(rows)
 }
+
+/// The billing export of `selection` in `format` (`csv`, `parquet` or `xlsx`): the file's bytes
+/// and how many records it holds. The XLSX export has a `general` sheet naming the export and
+/// the selection, and the records on the records sheet, empty cells for nulls.
+pub async fn export(ctx: &SessionContext, selection: &Selection, format: &str) -> Result<(Vec<u8>, usize), QueryError> {
+    let batches = crate::query(ctx, &billing_export_sql(selection)).await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let bytes = match format {
+        "csv" => crate::output::write(&batches, crate::Format::Csv)?,
+        "parquet" => crate::output::write(&batches, crate::Format::Parquet)?,
+        "xlsx" => {
+            let table = to_rows(&batches)?;
+            let columns: Vec<String> = batches
+                .first()
+                .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
+                .unwrap_or_default();
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let table: Vec<Vec<String>> = table
+                .into_iter()
+                .map(|r| r.into_iter().map(|v| if v == "NULL" { String::new() } else { v }).collect())
+                .collect();
+            let mut general =
+                vec![("export".to_owned(), "billing".to_owned()), ("records".to_owned(), rows.to_string())];
+            if let Some(d) = selection.from {
+                general.push(("period_from".to_owned(), d.to_string()));
+            }
+            if let Some(d) = selection.to {
+                general.push(("period_to".to_owned(), d.to_string()));
+            }
+            usageflow_files::write_workbook(&general, &[], &columns, &table)
+                .map_err(|e| QueryError::Output(e.to_string()))?
+        }
+        other => return Err(QueryError::Output(format!("unknown export format `{other}`; use csv, parquet or xlsx"))),
+    };
+    Ok((bytes, rows))
+}

@@ -437,32 +437,52 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, 
     Ok(ctx.sql_with_options(sql, read_only()).await?.collect().await?)
 }
 
-/// Reads everything a session needs from the store: the committed lake state, the files, their
-/// record changes, chunks and reconciliations.
-pub async fn load_sources(service: &usageflow_files::FileService) -> Result<Sources, QueryError> {
-    let store = service.object_store().clone();
-    let lake = usageflow_lake::Manifests::new(store, "sql")
+/// What [`analyst_session`] reads of the lake and the catalogue only, without the usage files:
+/// enough for `events`, `usage_records` and the catalogue tables (the file tables are empty).
+pub async fn load_lake_sources(service: &usageflow_files::FileService) -> Result<Sources, QueryError> {
+    let lake = usageflow_lake::Manifests::new(service.object_store().clone(), "sql")
         .state()
         .await
         .map_err(|e| QueryError::Source(format!("cannot read the lake manifest: {e}")))?;
+    Ok(Sources {
+        lake,
+        catalogue: service.shared_catalogue(),
+        files: Vec::new(),
+        changes: Vec::new(),
+        chunks: Vec::new(),
+        reconciliations: Vec::new(),
+    })
+}
+
+/// Everything [`analyst_session`] reads: the lake manifest, the catalogue, every usage file with
+/// its record changes, the chunks of accepted files and the reconciliations.
+pub async fn load_sources(service: &usageflow_files::FileService) -> Result<Sources, QueryError> {
+    let files = service.workflow().list().await.map_err(|e| QueryError::Source(e.to_string()))?;
+    load_sources_of(service, files).await
+}
+
+/// [`load_sources`] with the usage files already at hand (from an index).
+pub async fn load_sources_of(
+    service: &usageflow_files::FileService,
+    files: Vec<UsageFile>,
+) -> Result<Sources, QueryError> {
+    let mut sources = load_lake_sources(service).await?;
     let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
-    let files = service.workflow().list().await.map_err(|e| source(&e))?;
-    let changes = service.record_changes_of(&files).await.map_err(|e| source(&e))?;
-    let mut chunks = Vec::new();
+    sources.changes = service.record_changes_of(&files).await.map_err(|e| source(&e))?;
     for f in &files {
         if matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed) {
-            chunks.extend(service.chunks(&f.id).await.map_err(|e| source(&e))?);
+            sources.chunks.extend(service.chunks(&f.id).await.map_err(|e| source(&e))?);
         }
     }
+    sources.files = files;
     let snapshots = service.snapshots();
     let prefix = object_store::path::Path::from("workflow/reconciliations");
-    let mut reconciliations = Vec::new();
     for id in snapshots.children(&prefix).await.map_err(|e| source(&e))? {
         if let Some((_, r)) =
             snapshots.latest::<serde_json::Value>(&prefix.clone().join(id.as_str())).await.map_err(|e| source(&e))?
         {
-            reconciliations.push(r);
+            sources.reconciliations.push(r);
         }
     }
-    Ok(Sources { lake, catalogue: service.shared_catalogue(), files, changes, chunks, reconciliations })
+    Ok(sources)
 }

@@ -14,10 +14,12 @@
 
 mod clock;
 mod error;
+mod index;
 mod snapshots;
 mod store;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, Result};
+pub use index::FileIndex;
 pub use snapshots::Snapshots;
 pub use store::{CreateRequest, WorkflowStore};

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -134,6 +135,25 @@ impl WorkflowStore {
         }
     }
 
+    /// Records that `file` changed at `at` in the change feed that [`crate::FileIndex`] follows.
+    /// A lost marker only delays the index until its next full reload.
+    async fn mark_change(&self, file: &UsageFile, at: DateTime<Utc>) {
+        let path = crate::index::marker_path(at, &file.id, file.version);
+        if let Err(err) = self.store.put(&path, PutPayload::default()).await {
+            tracing::warn!(file = %file.id, %err, "could not record the usage file change");
+        }
+    }
+
+    /// The time of the store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
     /// Creates a file, choosing its id from the idempotency key. Creating again with the
     /// same key returns the file created first.
     pub async fn create(&self, request: CreateRequest, actor: &Actor) -> Result<UsageFile> {
@@ -152,6 +172,7 @@ impl WorkflowStore {
             let stored = StoredEvent { event, idempotency_key: Some(idempotency_key.clone()) };
             if self.put_event(&file.id, &stored).await? {
                 self.write_state(&state).await;
+                self.mark_change(&state, stored.event.at).await;
                 tracing::info!(file = %state.id, "usage file created");
                 return Ok(state);
             }
@@ -177,8 +198,10 @@ impl WorkflowStore {
                 change: change.clone(),
             };
             let next = UsageFile::apply(Some(current), &event)?;
+            let at = event.at;
             if self.put_event(file_id, &StoredEvent { event, idempotency_key: None }).await? {
                 self.write_state(&next).await;
+                self.mark_change(&next, at).await;
                 tracing::debug!(file = %file_id, status = %next.status, version = next.version, "usage file changed");
                 return Ok(next);
             }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use usageflow_api::{AppState, EventSink, KeyRing, Role};
@@ -23,14 +22,12 @@ pub fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<ExitCode
     if keys.is_empty() {
         tracing::warn!(file = %api.keys_file, "no API keys: every call will be refused; add one with `usageflow api-key add`");
     }
-    let events = if api.events_enabled {
-        Some(Arc::new(
+    let mut state = AppState::new(service, keys);
+    if api.events_enabled {
+        state = state.with_events(
             EventSink::new(&config.kafka, &catalogue, config.ingest.validation.clone()).map_err(anyhow::Error::msg)?,
-        ))
-    } else {
-        None
-    };
-    let state = AppState { service, catalogue, keys: Arc::new(keys), events };
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
         let shutdown = async {

@@ -9,9 +9,7 @@ use anyhow::Context;
 use datafusion::prelude::SessionContext;
 use usageflow_files::FileService;
 use usageflow_model::{Actor, Ref};
-use usageflow_query::billing::{
-    Selection, billing_export_sql, close_matched, outcome_counts, reconciliation_sql, register_billing,
-};
+use usageflow_query::billing::{Selection, close_matched, outcome_counts, reconciliation_sql, register_billing};
 use usageflow_query::{Format, Scope};
 
 use crate::config::Config;
@@ -123,34 +121,7 @@ pub fn export_billing(
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
         let ctx = session(&service, &scope).await?;
-        let batches = usageflow_query::query(&ctx, &billing_export_sql(&selection)).await?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let bytes = match format {
-            "csv" => usageflow_query::output::write(&batches, Format::Csv)?,
-            "parquet" => usageflow_query::output::write(&batches, Format::Parquet)?,
-            "xlsx" => {
-                let table = usageflow_query::billing::to_rows(&batches)?;
-                let columns: Vec<String> = batches
-                    .first()
-                    .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
-                    .unwrap_or_default();
-                let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-                let table: Vec<Vec<String>> = table
-                    .into_iter()
-                    .map(|r| r.into_iter().map(|v| if v == "NULL" { String::new() } else { v }).collect())
-                    .collect();
-                let mut general =
-                    vec![("export".to_owned(), "billing".to_owned()), ("records".to_owned(), rows.to_string())];
-                if let Some(d) = selection.from {
-                    general.push(("period_from".to_owned(), d.to_string()));
-                }
-                if let Some(d) = selection.to {
-                    general.push(("period_to".to_owned(), d.to_string()));
-                }
-                usageflow_files::write_workbook(&general, &[], &columns, &table)?
-            }
-            other => anyhow::bail!("unknown export format `{other}`; use csv, parquet or xlsx"),
-        };
+        let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, format).await?;
         emit(&bytes, Some(out))?;
         eprintln!("{rows} accepted records written to {} ({format})", out.display());
         Ok(ExitCode::SUCCESS)

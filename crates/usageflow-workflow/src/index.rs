@@ -1,0 +1,173 @@
+//! An in-memory index of every usage file's current state, kept fresh by following a change
+//! feed, so that listings do not read one object per file per request.
+//!
+//! Every workflow step also writes an empty marker object
+//! `workflow/changes/{YYYYMMDDHH}/{micros}-{file id}-{version}` (see
+//! [`crate::WorkflowStore`]). The index loads every file once, then on each use lists only
+//! the markers of the hours since its last look (one or two small listings) and re-reads the
+//! files named there. Markers are read back over a window of [`SKEW`] before the last look,
+//! so that a writer whose clock runs behind, or whose marker lands late, is not missed; markers
+//! already applied are remembered by name. Any process may write (the server, the command
+//! line, the compiler): the index sees their changes on its next use. A marker lost to a crash
+//! between the event and the marker only delays the index until the next full reload, done
+//! every [`FileIndex::with_full_reload`] (ten minutes by default) and after a long idle gap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use usageflow_model::UsageFile;
+
+use crate::{Error, Result, WorkflowStore};
+
+/// How far before the last look markers are read again.
+pub const SKEW: chrono::Duration = chrono::Duration::seconds(120);
+/// A gap after which the index reloads everything instead of listing each hour.
+const MAX_GAP: chrono::Duration = chrono::Duration::hours(24);
+
+fn changes_prefix() -> Path {
+    Path::from("workflow/changes")
+}
+
+fn hour_prefix(at: DateTime<Utc>) -> Path {
+    changes_prefix().join(at.format("%Y%m%d%H").to_string())
+}
+
+/// Where the marker of `file_id` reaching `version` at `at` is written.
+pub(crate) fn marker_path(at: DateTime<Utc>, file_id: &str, version: u64) -> Path {
+    hour_prefix(at).join(format!("{:020}-{file_id}-{version:010}", at.timestamp_micros().max(0)))
+}
+
+/// `(time, file id)` of a marker's name.
+fn parse_marker(name: &str) -> Option<(DateTime<Utc>, &str)> {
+    let (micros, rest) = name.split_once('-')?;
+    let (file, _version) = rest.rsplit_once('-')?;
+    Some((Utc.timestamp_micros(micros.parse().ok()?).single()?, file))
+}
+
+#[derive(Debug, Default)]
+struct IndexState {
+    files: BTreeMap<String, UsageFile>,
+    snapshot: Arc<Vec<UsageFile>>,
+    /// The clock's time at the last look; `None` before the first load.
+    cursor: Option<DateTime<Utc>>,
+    /// Markers applied within the window, with their times.
+    seen: HashMap<String, DateTime<Utc>>,
+    loaded: Option<Instant>,
+}
+
+/// Every usage file's current state, from memory, refreshed from the change feed on each use.
+#[derive(Debug)]
+pub struct FileIndex {
+    workflow: WorkflowStore,
+    state: tokio::sync::Mutex<IndexState>,
+    full_reload: Duration,
+}
+
+impl FileIndex {
+    /// An index over `workflow`; nothing is read until first use.
+    pub fn new(workflow: WorkflowStore) -> Self {
+        Self { workflow, state: tokio::sync::Mutex::new(IndexState::default()), full_reload: Duration::from_secs(600) }
+    }
+
+    /// Reload everything at least this often (a safety net for lost markers).
+    pub fn with_full_reload(mut self, every: Duration) -> Self {
+        self.full_reload = every;
+        self
+    }
+
+    /// Every usage file, sorted by id, as of now.
+    pub async fn files(&self) -> Result<Arc<Vec<UsageFile>>> {
+        let mut state = self.state.lock().await;
+        let now = self.workflow.now();
+        let stale = state.loaded.is_none_or(|t| t.elapsed() >= self.full_reload);
+        let gap = state.cursor.is_none_or(|c| now - c > MAX_GAP);
+        if stale || gap {
+            self.reload(&mut state, now).await?;
+        } else {
+            self.follow(&mut state, now).await?;
+        }
+        Ok(state.snapshot.clone())
+    }
+
+    async fn reload(&self, state: &mut IndexState, now: DateTime<Utc>) -> Result<()> {
+        // Markers from before the load are covered by it; those from the window are read again
+        // by the next look and re-read files whose state is already current, which is harmless.
+        let files = self.workflow.list().await?;
+        state.files = files.into_iter().map(|f| (f.id.clone(), f)).collect();
+        state.snapshot = Arc::new(state.files.values().cloned().collect());
+        state.cursor = Some(now);
+        state.seen.clear();
+        state.loaded = Some(Instant::now());
+        tracing::debug!(files = state.files.len(), "usage file index loaded");
+        Ok(())
+    }
+
+    async fn follow(&self, state: &mut IndexState, now: DateTime<Utc>) -> Result<()> {
+        let since = state.cursor.unwrap_or(now) - SKEW;
+        let store = self.workflow.object_store();
+        let mut hour = since;
+        let mut fresh = Vec::new();
+        loop {
+            let prefix = hour_prefix(hour);
+            let listed: Vec<_> = store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| Error::Store { path: prefix.to_string(), source })?;
+            for meta in listed {
+                let Some(name) = meta.location.filename() else { continue };
+                let Some((at, file)) = parse_marker(name) else { continue };
+                if at >= since && !state.seen.contains_key(name) {
+                    fresh.push((name.to_owned(), at, file.to_owned()));
+                }
+            }
+            if hour_prefix(hour) == hour_prefix(now) || hour > now {
+                break;
+            }
+            hour += chrono::Duration::hours(1);
+        }
+        let mut changed: Vec<String> = fresh.iter().map(|(_, _, f)| f.clone()).collect();
+        changed.sort();
+        changed.dedup();
+        let workflow = &self.workflow;
+        let reread: Vec<UsageFile> =
+            futures::stream::iter(changed.into_iter().map(|id| async move { workflow.get(&id).await }))
+                .buffered(16)
+                .try_collect()
+                .await?;
+        let any = !reread.is_empty();
+        for f in reread {
+            state.files.insert(f.id.clone(), f);
+        }
+        if any {
+            state.snapshot = Arc::new(state.files.values().cloned().collect());
+        }
+        for (name, at, _) in fresh {
+            state.seen.insert(name, at);
+        }
+        let window_start = now - SKEW;
+        state.seen.retain(|_, at| *at >= window_start - SKEW);
+        state.cursor = Some(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_name_time_and_file() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 13, 4, 5).unwrap();
+        let path = marker_path(at, "UF-2026-11-1234-5678", 7);
+        assert_eq!(path.parts().count(), 4);
+        assert!(path.as_ref().starts_with("workflow/changes/2026112513/"));
+        let (t, file) = parse_marker(path.filename().unwrap()).unwrap();
+        assert_eq!((t, file), (at, "UF-2026-11-1234-5678"));
+        assert_eq!(parse_marker("garbage"), None);
+    }
+}
