@@ -82,17 +82,7 @@ pub(crate) async fn live_at(state: &AppState, who: &Principal, q: LiveQuery, now
             .await?;
     let rows = |sql: String| {
         let ctx = ctx.clone();
-        async move {
-            let batches = usageflow_query::query(&ctx, &sql).await?;
-            Ok::<_, ApiError>(
-                usageflow_query::output::text_rows(&batches)?
-                    .into_iter()
-                    .map(|row| {
-                        Value::Object(row.into_iter().map(|(k, v)| (k, v.map_or(Value::Null, Value::String))).collect())
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        }
+        async move { crate::records::json_rows(&ctx, &sql).await }
     };
     let totals = rows(format!(
         "SELECT COUNT(*) AS events, CAST(SUM(quantity) AS VARCHAR) AS quantity, COUNT(DISTINCT asset_id) AS assets, \
@@ -107,14 +97,14 @@ pub(crate) async fn live_at(state: &AppState, who: &Principal, q: LiveQuery, now
     ))
     .await?;
     let per_item = rows(format!(
-        "SELECT product_id, item_id, item_mpn, CAST(SUM(quantity) AS VARCHAR) AS quantity, COUNT(*) AS events, \
-         COUNT(DISTINCT asset_id) AS assets FROM events WHERE {filter} \
-         GROUP BY product_id, item_id, item_mpn ORDER BY SUM(quantity) DESC, item_mpn"
+        "SELECT product_id, item_id, item_mpn, CAST(q AS VARCHAR) AS quantity, events, assets FROM \
+         (SELECT product_id, item_id, item_mpn, SUM(quantity) AS q, COUNT(*) AS events, COUNT(DISTINCT asset_id) AS assets \
+         FROM events WHERE {filter} GROUP BY product_id, item_id, item_mpn) ORDER BY q DESC, item_mpn"
     ))
     .await?;
     let top_assets = rows(format!(
-        "SELECT asset_id, CAST(SUM(quantity) AS VARCHAR) AS quantity, COUNT(*) AS events \
-         FROM events WHERE {filter} GROUP BY asset_id ORDER BY SUM(quantity) DESC, asset_id LIMIT 10"
+        "SELECT asset_id, CAST(q AS VARCHAR) AS quantity, events FROM (SELECT asset_id, SUM(quantity) AS q, \
+         COUNT(*) AS events FROM events WHERE {filter} GROUP BY asset_id) ORDER BY q DESC, asset_id LIMIT 10"
     ))
     .await?;
     Ok(json!({

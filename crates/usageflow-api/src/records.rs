@@ -608,31 +608,32 @@ pub(crate) async fn reconciliation_processed(
     Ok(xlsx_response(state.service.document(&object).await?, &object.filename))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rql::parse;
+/// Columns that hold exact decimals, written without trailing zeros.
+const DECIMAL_COLUMNS: [&str; 3] = ["usage", "amount", "quantity"];
 
-    #[test]
-    fn rql_becomes_safe_sql() {
-        let q =
-            parse("and(eq(asset.id,AS-1' OR '1'='1),in(status,(approved,closed)),ge(start_date,2024-01-01))").unwrap();
-        let sql = to_sql(q.filter.as_ref().unwrap()).unwrap();
-        assert!(sql.contains("'AS-1'' OR ''1''=''1'"), "{sql}");
-        assert!(sql.contains("(\"status\" IN ('approved', 'closed'))"), "{sql}");
-        assert!(sql.contains("arrow_cast(\"start_date\", 'Int64') >= 1704067200000000"), "{sql}");
-        let e = to_sql(parse("eq(secret,1)").unwrap().filter.as_ref().unwrap()).unwrap_err();
-        assert_eq!(e.code, "RQL_002");
-        let e = to_sql(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
-        assert_eq!(e.code, "RQL_004");
-    }
-}
-
-/// Rows of `sql` over `ctx` as JSON objects of text (exact decimals stay text).
-async fn json_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> ApiResult<Vec<Value>> {
+/// Rows of `sql` over `ctx` as JSON objects of text: exact decimals stay text, normalized
+/// (`100.5`, not `100.50000000`).
+pub(crate) async fn json_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> ApiResult<Vec<Value>> {
+    let text = |k: &str, v: String| {
+        if DECIMAL_COLUMNS.contains(&k)
+            && let Ok(d) = Decimal::from_str(&v)
+        {
+            return Value::String(d.normalize().to_string());
+        }
+        Value::String(v)
+    };
     Ok(rows(&usageflow_query::collect(ctx, sql).await?)?
         .into_iter()
-        .map(|row| Value::Object(row.into_iter().map(|(k, v)| (k, v.map_or(Value::Null, Value::String))).collect()))
+        .map(|row| {
+            Value::Object(
+                row.into_iter()
+                    .map(|(k, v)| {
+                        let v = v.map_or(Value::Null, |v| text(&k, v));
+                        (k, v)
+                    })
+                    .collect(),
+            )
+        })
         .collect())
 }
 
@@ -660,20 +661,21 @@ pub(crate) async fn file_summary(
     let per_item = json_rows(
         &ctx,
         &format!(
-            "SELECT item_id, item_name, item_unit, item_mpn, COUNT(*) AS records, COUNT(DISTINCT asset_id) AS assets, \
-             CAST(SUM(usage) AS VARCHAR) AS usage, CAST(SUM(amount) AS VARCHAR) AS amount \
-             FROM records WHERE usagefile_id = {id} \
-             GROUP BY item_id, item_name, item_unit, item_mpn ORDER BY SUM(usage) DESC, item_id"
+            "SELECT item_id, item_name, item_unit, item_mpn, records, assets, CAST(u AS VARCHAR) AS usage, \
+             CAST(a AS VARCHAR) AS amount FROM (SELECT item_id, item_name, item_unit, item_mpn, COUNT(*) AS records, \
+             COUNT(DISTINCT asset_id) AS assets, SUM(usage) AS u, SUM(amount) AS a \
+             FROM records WHERE usagefile_id = {id} GROUP BY item_id, item_name, item_unit, item_mpn) \
+             ORDER BY u DESC, item_id"
         ),
     )
     .await?;
     let top_assets = json_rows(
         &ctx,
         &format!(
-            "SELECT asset_id, asset_external_id, customer_name, COUNT(*) AS records, \
-             CAST(SUM(usage) AS VARCHAR) AS usage, CAST(SUM(amount) AS VARCHAR) AS amount \
-             FROM records WHERE usagefile_id = {id} \
-             GROUP BY asset_id, asset_external_id, customer_name ORDER BY SUM(usage) DESC, asset_id LIMIT 20"
+            "SELECT asset_id, asset_external_id, customer_name, records, CAST(u AS VARCHAR) AS usage, \
+             CAST(a AS VARCHAR) AS amount FROM (SELECT asset_id, asset_external_id, customer_name, COUNT(*) AS records, \
+             SUM(usage) AS u, SUM(amount) AS a FROM records WHERE usagefile_id = {id} \
+             GROUP BY asset_id, asset_external_id, customer_name) ORDER BY u DESC, asset_id LIMIT 20"
         ),
     )
     .await?;
@@ -695,4 +697,24 @@ pub(crate) async fn file_summary(
         "top_assets": top_assets,
         "per_day": per_day,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rql::parse;
+
+    #[test]
+    fn rql_becomes_safe_sql() {
+        let q =
+            parse("and(eq(asset.id,AS-1' OR '1'='1),in(status,(approved,closed)),ge(start_date,2024-01-01))").unwrap();
+        let sql = to_sql(q.filter.as_ref().unwrap()).unwrap();
+        assert!(sql.contains("'AS-1'' OR ''1''=''1'"), "{sql}");
+        assert!(sql.contains("(\"status\" IN ('approved', 'closed'))"), "{sql}");
+        assert!(sql.contains("arrow_cast(\"start_date\", 'Int64') >= 1704067200000000"), "{sql}");
+        let e = to_sql(parse("eq(secret,1)").unwrap().filter.as_ref().unwrap()).unwrap_err();
+        assert_eq!(e.code, "RQL_002");
+        let e = to_sql(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
+        assert_eq!(e.code, "RQL_004");
+    }
 }

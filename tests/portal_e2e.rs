@@ -1,0 +1,448 @@
+//! The vendor and distributor portals end to end in headless Chromium (Debian's `chromium`,
+//! driven through `chromedriver` over WebDriver): a vendor creates a usage file, uploads a
+//! workbook with an invalid row and sees why, uploads a valid one, looks at the plots and
+//! submits; the distributor reviews it with its summary, accepts it, downloads the billing
+//! export, uploads the reconciliation, and finds the file closed. The live view shows the
+//! committed events of the lake. Screenshots of every step are kept in
+//! `artifacts/portal-e2e/` (or `$USAGEFLOW_ARTIFACTS_DIR/portal-e2e/`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::json;
+use usageflow_api::{ApiConfig, AppState, KeyRing, Role, StoredKey, auth::digest};
+use usageflow_files::FileService;
+use usageflow_lake::Table;
+use usageflow_lake::manifest::{CommitRequest, DataFile, Manifests};
+use usageflow_lake::tables::{EventRow, EventsBuilder, to_parquet};
+use usageflow_model::ReportingSchema;
+use usageflow_workflow::{SystemClock, WorkflowStore};
+
+const VENDOR_KEY: &str = "SU-fieldlink.portal-secret-of-fieldlink";
+const PROVIDER_KEY: &str = "SU-northwind.portal-secret-of-northwind";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn artifacts() -> PathBuf {
+    let base = std::env::var_os("USAGEFLOW_ARTIFACTS_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts"), PathBuf::from);
+    let dir = base.join("portal-e2e");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Browser {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+    taken: usize,
+}
+
+impl Browser {
+    async fn start(base: String, downloads: &Path, profile: &Path) -> (Browser, Driver) {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Driver)
+            .expect("chromedriver is not installed: deploy/install-deps.sh installs Debian's chromium-driver");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1366,1000",
+                    format!("--user-data-dir={}", profile.display())],
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                },
+            },
+        });
+        let serde_json::Value::Object(caps) = caps else { unreachable!() };
+        let started = Instant::now();
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() < WAIT => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("cannot start headless Chromium through chromedriver: {e}"),
+            }
+        };
+        (Browser { client, base, shots: artifacts(), taken: 0 }, driver)
+    }
+
+    async fn open(&self, hash: &str) {
+        self.client.goto(&format!("{}/portal/{hash}", self.base)).await.unwrap();
+    }
+
+    async fn shot(&mut self, name: &str) {
+        self.taken += 1;
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.taken)), png).unwrap();
+    }
+
+    async fn fail(&mut self, what: String) -> ! {
+        self.shot("failure").await;
+        let banner = self.text_now("#banner").await.unwrap_or_default();
+        let main = self.text_now("#main").await.unwrap_or_default();
+        panic!("{what}\nbanner: {banner}\npage: {}", main.chars().take(2000).collect::<String>());
+    }
+
+    async fn text_now(&self, css: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.text().await.ok()
+    }
+
+    /// Waits until `css` exists and its text contains `text`; returns the text.
+    async fn wait_text(&mut self, css: &str, text: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(t) = self.text_now(css).await
+                && t.contains(text)
+            {
+                return t;
+            }
+            if started.elapsed() > WAIT {
+                let now = self.text_now(css).await;
+                self.fail(format!("`{css}` never showed `{text}` (it shows {now:?})")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_for(&mut self, css: &str) {
+        self.wait_text(css, "").await;
+    }
+
+    async fn click(&mut self, css: &str) {
+        self.wait_for(css).await;
+        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    }
+
+    async fn type_in(&mut self, css: &str, text: &str) {
+        self.wait_for(css).await;
+        self.client.find(Locator::Css(css)).await.unwrap().send_keys(text).await.unwrap();
+    }
+
+    /// Sets an input's value as a date picker would.
+    async fn set_value(&mut self, css: &str, value: &str) {
+        self.wait_for(css).await;
+        self.client
+            .execute("document.querySelector(arguments[0]).value = arguments[1];", vec![json!(css), json!(value)])
+            .await
+            .unwrap();
+    }
+
+    async fn select(&mut self, css: &str, value: &str) {
+        self.wait_for(css).await;
+        self.client.find(Locator::Css(css)).await.unwrap().select_by_value(value).await.unwrap();
+    }
+
+    async fn sign_in(&mut self, key: &str, role: &str) {
+        self.open("#/login").await;
+        self.type_in("#api-key", key).await;
+        self.click("#login-submit").await;
+        self.wait_text("#account", role).await;
+    }
+
+    async fn sign_out(&mut self) {
+        self.click("#logout").await;
+        self.wait_for("#login-form").await;
+    }
+}
+
+fn row(id: &str, mpn: &str, quantity: &str, day: u32, asset: &str) -> Vec<String> {
+    let columns = usageflow_files::write::record_columns(ReportingSchema::Qt);
+    let value = |c: &str| match c {
+        "record_id" => id.to_owned(),
+        "item_search_criteria" => "item.mpn".to_owned(),
+        "item_search_value" => mpn.to_owned(),
+        "quantity" => quantity.to_owned(),
+        "start_time_utc" => format!("2026-10-{day:02} 00:00:00"),
+        "end_time_utc" => format!("2026-10-{day:02} 23:59:59"),
+        "asset_search_criteria" => "asset.id".to_owned(),
+        "asset_search_value" => asset.to_owned(),
+        _ => String::new(),
+    };
+    columns.iter().map(|c| value(c)).collect()
+}
+
+fn workbook(rows: &[Vec<String>]) -> Vec<u8> {
+    let columns = usageflow_files::write::record_columns(ReportingSchema::Qt);
+    usageflow_files::write_workbook(&[], &[], &columns, rows).unwrap()
+}
+
+/// Commits one events file to the lake: `(asset, quantity, hours ago)` per event, all of
+/// Fieldlink's SMS item, so that the live view has usage of the current month.
+async fn commit_events(store: Arc<dyn ObjectStore>, events: &[(&str, i128, i64)]) -> i128 {
+    let now = Utc::now();
+    let month_start = Utc
+        .with_ymd_and_hms(
+            now.format("%Y").to_string().parse().unwrap(),
+            now.format("%m").to_string().parse().unwrap(),
+            1,
+            0,
+            0,
+            0,
+        )
+        .unwrap();
+    let mut b = EventsBuilder::default();
+    let mut total = 0;
+    for (n, (asset, quantity, hours_ago)) in events.iter().enumerate() {
+        let start = (now - chrono::Duration::hours(*hours_ago)).max(month_start).timestamp_micros();
+        let id = format!("ev-{n}");
+        b.push(&EventRow {
+            event_id: &id,
+            product_id: "PRD-200-200-002",
+            contract_id: "CRD-20001-10001-00001",
+            asset_id: asset,
+            item_id: Some("PRD-200-200-002-0002"),
+            item_mpn: "FL-SMS",
+            tier: None,
+            category_id: None,
+            quantity: quantity * 100_000_000,
+            amount: None,
+            start_time: start,
+            end_time: start + 60_000_000,
+            attributes: None,
+            kafka_partition: 0,
+            kafka_offset: n as i64,
+            kafka_timestamp: start,
+        });
+        total += quantity;
+    }
+    let day = month_start.format("%Y-%m-%d").to_string();
+    let path = format!("lake/events/date={day}/part-portal.parquet");
+    let bytes = to_parquet(&b.finish()).unwrap();
+    store.put(&path.as_str().into(), bytes.clone().into()).await.unwrap();
+    let add = vec![DataFile {
+        path,
+        table: Table::Events,
+        rows: events.len() as u64,
+        bytes: bytes.len() as u64,
+        kafka_partition: Some(0),
+        offset_start: Some(0),
+        offset_end: Some(events.len() as i64),
+        product: Some("PRD-200-200-002".into()),
+        partition_value: Some(day),
+    }];
+    Manifests::new(store, "test")
+        .commit(&CommitRequest { operation: "test".into(), advance: Default::default(), add, remove: vec![] })
+        .await
+        .unwrap();
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_to_distributor_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path().join("store"))).unwrap();
+    let catalogue =
+        Arc::new(usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap());
+    let service = FileService::new(store.clone(), WorkflowStore::new(store.clone(), Arc::new(SystemClock)), catalogue);
+    let keys = [
+        ("SU-fieldlink", VENDOR_KEY, "VA-200-002", Role::Vendor),
+        ("SU-northwind", PROVIDER_KEY, "PA-500-001", Role::Provider),
+    ]
+    .map(|(id, key, account, role)| StoredKey {
+        id: id.into(),
+        name: id.into(),
+        account: account.into(),
+        role,
+        sha256: digest(key),
+    });
+    let app = usageflow_api::app(AppState::new(service.clone(), KeyRing::new(keys)), &ApiConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let live_total = commit_events(
+        store.clone(),
+        &[("AS-1000-0719-1201", 5, 3), ("AS-1000-0719-1201", 7, 2), ("AS-1000-8638-1202", 11, 1)],
+    )
+    .await;
+
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let (mut b, _driver) = Browser::start(base, &downloads, &dir.path().join("profile")).await;
+
+    // A wrong key is refused with the API's reason.
+    b.open("#/login").await;
+    b.type_in("#api-key", "SU-fieldlink.wrong").await;
+    b.click("#login-submit").await;
+    b.wait_text("#banner", "AUTH_").await;
+    b.shot("login-refused").await;
+
+    // Vendor: products, a new file, an invalid upload with its reasons, a valid one, submit.
+    b.sign_in(VENDOR_KEY, "vendor").await;
+    b.wait_for("#files-table").await;
+    b.open("#/products").await;
+    b.wait_text("#main", "FL-SMS").await;
+    b.shot("vendor-products").await;
+    b.open("#/files/new").await;
+    b.select("#new-product", "PRD-200-200-002").await;
+    b.select("#new-contract", "CRD-20001-10001-00001").await;
+    b.set_value("#new-from", "2026-10-01").await;
+    b.set_value("#new-to", "2026-10-31").await;
+    b.type_in("#new-name", "Fieldlink October").await;
+    b.shot("vendor-new-file").await;
+    b.click("#create-file").await;
+    b.wait_text("#file-status", "draft").await;
+    let url = b.client.current_url().await.unwrap();
+    let file_id = url.fragment().unwrap().trim_start_matches("/files/").to_owned();
+    assert!(file_id.starts_with("UF-2026-10-"), "{file_id}");
+
+    let bad = dir.path().join("october-bad.xlsx");
+    std::fs::write(
+        &bad,
+        workbook(&[
+            row("r1", "FL-SMS", "10", 1, "AS-1000-0719-1201"),
+            row("r2", "FL-SMS", "-3", 2, "AS-1000-8638-1202"),
+        ]),
+    )
+    .unwrap();
+    b.type_in("#upload-input", bad.to_str().unwrap()).await;
+    b.click("#upload-submit").await;
+    b.wait_text("#file-status", "invalid").await;
+    let invalid = b.wait_text("#invalid-rows", "r2").await;
+    assert!(invalid.contains("quantity"), "the reason names the column: {invalid}");
+    b.shot("vendor-invalid-rows").await;
+
+    let good = dir.path().join("october.xlsx");
+    std::fs::write(
+        &good,
+        workbook(&[
+            row("r1", "FL-SMS", "10", 1, "AS-1000-0719-1201"),
+            row("r2", "FL-DATA-MB", "20.5", 2, "AS-1000-8638-1202"),
+            row("r3", "FL-SMS", "30", 3, "AS-1000-6557-1203"),
+            row("r4", "FL-SMS", "40", 4, "AS-1000-6557-1203"),
+        ]),
+    )
+    .unwrap();
+    b.type_in("#upload-input", good.to_str().unwrap()).await;
+    b.click("#upload-submit").await;
+    b.wait_text("#file-status", "ready").await;
+    assert_eq!(b.wait_text("#total-usage", "100.5").await, "100.5", "the exact decimal sum");
+    b.wait_for("[data-testid=per-item-chart] rect").await;
+    b.wait_for("[data-testid=per-day-chart] polyline").await;
+    assert_eq!(b.client.find_all(Locator::Css("[data-testid=top-assets-chart] rect")).await.unwrap().len(), 3);
+    b.shot("vendor-ready-with-plots").await;
+    b.click("#submit-file").await;
+    b.wait_text("#file-status", "pending").await;
+    let history = b.wait_text("#history", "submit").await;
+    assert!(history.contains("upload") && history.contains("create"), "{history}");
+    b.shot("vendor-submitted").await;
+
+    // The live view: the committed events of this month, exact sums, plots.
+    b.open("#/live?auto=off").await;
+    assert_eq!(b.wait_text("#live-quantity", &live_total.to_string()).await, live_total.to_string());
+    b.wait_for("[data-testid=live-series-chart] circle").await;
+    b.wait_text("[data-testid=live-assets-chart]", "AS-1000-8638-1202").await;
+    b.shot("vendor-live-usage").await;
+    b.sign_out().await;
+
+    // Distributor: review with summary and plots, accept with a note.
+    b.sign_in(PROVIDER_KEY, "provider").await;
+    b.wait_text("#files-table", &file_id).await;
+    b.shot("provider-review-list").await;
+    b.click(&format!("a.file-link[href='#/files/{file_id}']")).await;
+    b.wait_text("#file-status", "pending").await;
+    b.wait_for("[data-testid=per-item-chart] rect").await;
+    let per_item = b.wait_text("#per-item-table", "FL-DATA-MB").await;
+    assert!(per_item.contains("FL-SMS 3 2 80 message") && per_item.contains("FL-DATA-MB 1 1 20.5 MB"), "{per_item}");
+    b.shot("provider-review-file").await;
+    b.type_in("#review-note", "Checked against our traffic logs").await;
+    b.click("#accept-file").await;
+    b.wait_text("#file-status", "accepted").await;
+    b.shot("provider-accepted").await;
+
+    // Rules, accepted records and chunks per hub.
+    b.open("#/rules").await;
+    b.wait_for("#rule-form").await;
+    b.type_in("#rule-text", "quantity <= 1000").await;
+    b.click("#rule-create").await;
+    b.wait_text("#rules-table", "quantity <= 1000").await;
+    b.shot("provider-rules").await;
+    b.open("#/records").await;
+    b.wait_text("#records-table", "20.5").await;
+    b.shot("provider-accepted-records").await;
+    b.open("#/chunks").await;
+    b.wait_text("#chunks-table", &file_id).await;
+    b.shot("provider-chunks").await;
+
+    // Billing export download.
+    b.open("#/billing").await;
+    b.set_value("#billing-from", "2026-10-01").await;
+    b.set_value("#billing-to", "2026-10-31").await;
+    b.click("#billing-download").await;
+    let result = b.wait_text("#billing-result", "records").await;
+    assert!(result.contains(": 4 records"), "{result}");
+    b.shot("provider-billing-export").await;
+    let started = Instant::now();
+    let csv = loop {
+        let found = std::fs::read_dir(&downloads)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = found {
+            break std::fs::read_to_string(p).unwrap();
+        }
+        assert!(started.elapsed() < WAIT, "the billing export was not downloaded to {}", downloads.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(csv.lines().count(), 5, "a header and 4 records:\n{csv}");
+    assert!(csv.contains("20.5"), "{csv}");
+
+    // Reconciliation: billing's references for every record close them, and the file.
+    let file = service.workflow().get(&file_id).await.unwrap();
+    let ids = service.record_ids(&file).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    let rows: Vec<Vec<String>> = ids.iter().enumerate().map(|(n, id)| vec![id.clone(), format!("INV-{n}")]).collect();
+    let recon = dir.path().join("recon.xlsx");
+    std::fs::write(
+        &recon,
+        usageflow_files::write_workbook(&[], &[], &["record_id", "external_billing_id"], &rows).unwrap(),
+    )
+    .unwrap();
+    b.open("#/reconciliations").await;
+    b.select("#recon-file", &file_id).await;
+    b.type_in("#recon-input", recon.to_str().unwrap()).await;
+    b.click("#recon-submit").await;
+    b.wait_text("#recon-table", &file_id).await;
+    b.shot("provider-reconciliation").await;
+    b.open("#/closed").await;
+    b.wait_text("#files-table", &file_id).await;
+    b.shot("provider-closed").await;
+    assert_eq!(service.workflow().get(&file_id).await.unwrap().status.as_str(), "closed");
+    b.client.clone().close().await.unwrap();
+}
