@@ -446,3 +446,87 @@ async fn vendor_to_distributor_in_the_browser() {
     assert_eq!(service.workflow().get(&file_id).await.unwrap().status.as_str(), "closed");
     b.client.clone().close().await.unwrap();
 }
+
+/// The live view's numbers: exact sums of the committed events, narrowed by asset and item,
+/// per hour, and only of the caller's products; bad windows are refused with a reason.
+#[tokio::test]
+async fn live_view_is_exact_and_scoped() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let catalogue =
+        Arc::new(usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap());
+    let service = FileService::new(store.clone(), WorkflowStore::new(store.clone(), Arc::new(SystemClock)), catalogue);
+    let accounts = [
+        ("fieldlink", "VA-200-002", Role::Vendor),
+        ("vaultline", "VA-300-003", Role::Vendor),
+        ("northwind", "PA-500-001", Role::Provider),
+        ("blueharbor", "RA-700-001", Role::Reseller),
+    ];
+    let keys = accounts.map(|(name, account, role)| StoredKey {
+        id: format!("SU-{name}"),
+        name: name.into(),
+        account: account.into(),
+        role,
+        sha256: digest(&format!("SU-{name}.live-{name}")),
+    });
+    let app = usageflow_api::app(AppState::new(service, KeyRing::new(keys)), &ApiConfig::default());
+    commit_events(store, &[("AS-1000-0719-1201", 5, 3), ("AS-1000-0719-1201", 7, 2), ("AS-1000-8638-1202", 11, 1)])
+        .await;
+    let get = |who: &str, query: &str| {
+        let req = axum::http::Request::builder()
+            .uri(format!("/public/v1/usage/live{query}"))
+            .header("Authorization", format!("ApiKey SU-{who}.live-{who}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+        }
+    };
+    let (status, all) = get("fieldlink", "").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        (all["totals"]["quantity"].as_str(), all["totals"]["events"].as_str()),
+        (Some("23"), Some("3")),
+        "{all}"
+    );
+    assert_eq!(
+        (all["top_assets"][0]["asset_id"].as_str(), all["top_assets"][0]["quantity"].as_str()),
+        (Some("AS-1000-0719-1201"), Some("12"))
+    );
+    assert_eq!(
+        (all["top_assets"][1]["asset_id"].as_str(), all["top_assets"][1]["quantity"].as_str()),
+        (Some("AS-1000-8638-1202"), Some("11"))
+    );
+    assert_eq!(all["per_item"][0]["item_mpn"], "FL-SMS");
+    let (_, one) = get("fieldlink", "?asset=AS-1000-0719-1201&product=PRD-200-200-002").await;
+    assert_eq!(one["totals"]["quantity"], "12", "{one}");
+    let (_, none) = get("fieldlink", "?item=FL-DATA-MB").await;
+    assert_eq!(none["totals"]["events"], "0", "{none}");
+    let (_, hourly) = get("fieldlink", "?bucket=hour").await;
+    let sum: rust_decimal::Decimal = hourly["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["quantity"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    assert_eq!(sum.to_string(), "23");
+    assert_eq!(hourly["bucket"], "hour");
+    assert_eq!(get("northwind", "").await.1["totals"]["quantity"], "23", "the provider of the product sees it");
+    assert_eq!(get("vaultline", "").await.1["totals"]["events"], "0", "another vendor sees none of it");
+    assert_eq!(get("blueharbor", "").await.0, 403);
+    for (query, says) in [
+        ("?from=yesterday", "yesterday"),
+        ("?bucket=week", "week"),
+        ("?from=2026-11-10&to=2026-11-01", "before"),
+        ("?colour=red", "colour"),
+    ] {
+        let (status, body) = get("fieldlink", query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["errors"][0].as_str().unwrap().contains(says), "{query}: {body}");
+    }
+}

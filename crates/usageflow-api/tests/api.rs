@@ -566,3 +566,147 @@ async fn sql_is_read_only_and_scoped_to_the_tenant() {
     let r = api.post("fieldlink", "/sql", json!({"sql": "SELECT 1 AS one", "format": "csv"})).await;
     assert_eq!(String::from_utf8_lossy(&r.bytes), "one\n1\n");
 }
+
+/// What the portal pages use besides the Connect endpoints: who the key is, its products, a
+/// file's audit trail, invalid rows, review summary, the billing export; and the pages
+/// themselves, served with a strict content security policy.
+#[tokio::test]
+async fn portal_endpoints_and_pages() {
+    let api = api();
+    let (a, _b) = seed(&api).await;
+
+    let me = api.get("fieldlink", "/me").await;
+    assert_eq!(me.body["account"], json!({"id": "VA-200-002", "name": "Fieldlink IoT Ltd"}), "{}", me.body);
+    assert_eq!((me.body["role"].as_str(), me.body["key"]["id"].as_str()), (Some("vendor"), Some("SU-fieldlink")));
+    assert_eq!(api.get("northwind", "/me").await.body["role"], "provider");
+
+    let products = api.get("fieldlink", "/products").await.body;
+    let ids: Vec<&str> = products.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"PRD-200-200-002") && !ids.contains(&"PRD-300-300-003"), "{ids:?}");
+    let fl = products.as_array().unwrap().iter().find(|p| p["id"] == "PRD-200-200-002").unwrap();
+    assert_eq!(fl["capabilities"]["ppu"]["schema"], "QT", "{fl}");
+    assert!(fl["items"].as_array().unwrap().iter().any(|i| i["mpn"] == "FL-SMS" && i["precision"] == "Integer"));
+    let provided = api.get("southgate", "/products").await.body;
+    assert!(provided.as_array().unwrap().iter().all(|p| p["id"] != "PRD-200-200-002"), "{provided}");
+    assert_eq!(api.get("blueharbor", "/products").await.body, json!([]));
+
+    // The audit trail, with the status after each step and no storage locations.
+    let history = api.get("fieldlink", &format!("/usage/files/{a}/history")).await;
+    let steps: Vec<(&str, &str)> = history
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["type"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("create", "draft"),
+            ("upload", "uploading"),
+            ("stored", "uploaded"),
+            ("processing_started", "processing"),
+            ("processed", "ready")
+        ]
+    );
+    assert!(!String::from_utf8_lossy(&history.bytes).contains("files/PRD-"), "no storage paths: {}", history.body);
+    assert_eq!(history.body[0]["actor"]["by"]["id"], "SU-fieldlink");
+
+    // Review summary: exact sums per item, assets by usage, usage per day.
+    let summary = api.get("northwind", &format!("/usage/files/{a}/summary")).await;
+    assert_eq!(summary.status, StatusCode::OK, "{}", summary.body);
+    assert_eq!(summary.body["totals"]["usage"], "100");
+    assert_eq!(summary.body["totals"]["records"], "4");
+    assert_eq!(summary.body["per_item"][0]["item_mpn"], "FL-SMS");
+    assert_eq!(
+        summary.body["top_assets"][0],
+        json!({"asset_id": "AS-1000-6557-1203", "asset_external_id":
+        summary.body["top_assets"][0]["asset_external_id"], "customer_name": summary.body["top_assets"][0]["customer_name"],
+        "records": "2", "usage": "70", "amount": null})
+    );
+    let days: Vec<&str> =
+        summary.body["per_day"].as_array().unwrap().iter().map(|d| d["day"].as_str().unwrap()).collect();
+    assert_eq!(days, ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]);
+    assert_eq!(api.get("southgate", &format!("/usage/files/{a}/summary")).await.status, StatusCode::NOT_FOUND);
+
+    // Invalid rows with their reasons, paged.
+    let bad = api
+        .post(
+            "fieldlink",
+            "/usage/files",
+            json!({"product": {"id": "PRD-200-200-002"}, "contract": {"id": "CRD-20001-10001-00001"},
+                "period": {"from": "2026-11-01", "to": "2026-11-30"}, "external_id": "fl-bad"}),
+        )
+        .await;
+    let bad_id = bad.body["id"].as_str().unwrap().to_owned();
+    let rows = [
+        sms("x1", "5", "01", "AS-1000-0719-1201"),
+        sms("x2", "1.5", "02", "AS-1000-0719-1201"),
+        sms("x3", "7", "03", "AS-9999-0000-0000"),
+    ];
+    let refs = rows_of(&rows);
+    let refs: Vec<&[(&str, &str)]> = refs.iter().map(Vec::as_slice).collect();
+    let up = api
+        .upload(
+            "fieldlink",
+            &format!("/usage/files/{bad_id}/upload"),
+            "usage_file",
+            &workbook(ReportingSchema::Qt, &refs),
+        )
+        .await;
+    assert_eq!(up.body["status"], "invalid", "{}", up.body);
+    let errors = api.get("fieldlink", &format!("/usage/files/{bad_id}/errors?ordering(row)")).await;
+    assert_eq!(errors.range.as_deref(), Some("items 0-1/2"), "{}", errors.body);
+    assert_eq!(errors.body[0]["record_id"], "x2");
+    assert!(errors.body[0]["error"].as_str().unwrap().contains("precision"), "{}", errors.body);
+    assert_eq!(errors.body[1]["record_id"], "x3");
+    assert!(errors.body[1]["error"].as_str().unwrap().contains("AS-9999-0000-0000"), "{}", errors.body);
+    let one = api.get("fieldlink", &format!("/usage/files/{bad_id}/errors?search=x3")).await;
+    assert_eq!(one.range.as_deref(), Some("items 0-0/1"));
+    assert_eq!(api.get("vaultline", &format!("/usage/files/{bad_id}/errors")).await.status, StatusCode::NOT_FOUND);
+
+    // The billing export of accepted records, in each format, for the provider's share only.
+    api.post("fieldlink", &format!("/usage/files/{a}/submit"), json!({})).await;
+    api.post("northwind", &format!("/usage/files/{a}/accept"), json!({"acceptance_note": "ok"})).await;
+    let csv = api.get("northwind", "/billing/export?from=2026-11-01&to=2026-11-30").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let text = String::from_utf8(csv.bytes.clone()).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.lines().next().unwrap().starts_with("record_id,usagefile_id,hub_id"), "{text}");
+    let xlsx = api.get("northwind", "/billing/export?format=xlsx").await;
+    let book = usageflow_files::read_workbook(&xlsx.bytes, &usageflow_files::ReadLimits::default()).unwrap();
+    assert_eq!(book.records.len(), 4);
+    assert_eq!(book.general.get("records").map(String::as_str), Some("4"));
+    let parquet = api.get("northwind", "/billing/export?format=parquet").await;
+    assert!(parquet.bytes.starts_with(b"PAR1"));
+    let none = api.get("southgate", "/billing/export").await;
+    assert_eq!(String::from_utf8(none.bytes).unwrap().lines().count(), 1, "southgate bills none of northwind's");
+    let wrong = api.get("northwind", "/billing/export?format=pdf").await;
+    assert_eq!((wrong.status, wrong.body["error_code"].as_str()), (StatusCode::BAD_REQUEST, Some("VAL_001")));
+    let wrong = api.get("northwind", "/billing/export?from=November").await;
+    assert!(wrong.body["errors"][0].as_str().unwrap().contains("November"), "{}", wrong.body);
+    assert_eq!(api.get("blueharbor", "/billing/export").await.status, StatusCode::FORBIDDEN);
+
+    // The pages: served from the binary, cacheable by ETag, locked down by CSP.
+    let page = |path: &str, etag: Option<&str>| {
+        let mut req = Request::builder().uri(path);
+        if let Some(e) = etag {
+            req = req.header("If-None-Match", e);
+        }
+        api.app.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let index = page("/portal/", None).await.unwrap();
+    assert_eq!(index.status(), StatusCode::OK);
+    let csp = index.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let etag = index.headers()["etag"].to_str().unwrap().to_owned();
+    let html = axum::body::to_bytes(index.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("/portal/app.js"));
+    let js = page("/portal/app.js", None).await.unwrap();
+    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert_eq!(page("/portal/", Some(&etag)).await.unwrap().status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(page("/portal/secret.txt", None).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let root = page("/", None).await.unwrap();
+    assert!(root.status().is_redirection());
+    assert_eq!(root.headers()["location"], "/portal/");
+}

@@ -236,7 +236,13 @@ pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, QueryError> 
 /// and how many records it holds. The XLSX export has a `general` sheet naming the export and
 /// the selection, and the records on the records sheet, empty cells for nulls.
 pub async fn export(ctx: &SessionContext, selection: &Selection, format: &str) -> Result<(Vec<u8>, usize), QueryError> {
-    let batches = crate::query(ctx, &billing_export_sql(selection)).await?;
+    let df = ctx.sql_with_options(&billing_export_sql(selection), crate::read_only()).await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await?;
+    if batches.is_empty() {
+        // An empty export still names its columns.
+        batches.push(RecordBatch::new_empty(schema));
+    }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let bytes = match format {
         "csv" => crate::output::write(&batches, crate::Format::Csv)?,
