@@ -93,6 +93,19 @@ curl -fsS -D - -H "Authorization: ApiKey $key" "http://127.0.0.1:$port/public/v1
 curl -fsS -H "Authorization: ApiKey $key" "http://127.0.0.1:$port/public/v1/usage/records?usagefile.id=$file_id&limit=2" \
   | cut -c1-300
 echo
-kill "$api_pid"
+echo "== the portals"
+provider_key="$("$bin" --config config/usageflow.toml api-key add --account PA-500-001 --role provider --name demo 2>/dev/null)"
+curl -fsS "http://127.0.0.1:$port/portal/" | grep -o '<title>[^<]*</title>'
+curl -fsS -o /dev/null -w 'GET /portal/app.js: %{http_code}, %{size_download} bytes\n' "http://127.0.0.1:$port/portal/app.js"
+if [ "${USAGEFLOW_DEMO_SERVE:-0}" = "1" ]; then
+  echo "Open http://127.0.0.1:$port/portal/ and sign in with"
+  echo "  vendor (Fieldlink):       $key"
+  echo "  distributor (Northwind):  $provider_key"
+  echo "Ctrl-C stops the server."
+  wait "$api_pid" || true
+else
+  echo "(USAGEFLOW_DEMO_SERVE=1 deploy/demo.sh keeps the server running and prints keys to sign in with)"
+fi
+kill "$api_pid" 2>/dev/null || true
 wait "$api_pid" 2>/dev/null || true
 echo "== done: lake and files under $demo_dir/lake-$run_id"

@@ -107,8 +107,10 @@ pub(crate) async fn visible_file(state: &AppState, who: &Principal, id: &str) ->
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
     FILES.check(&query)?;
-    let files: Vec<Value> = state.files.files().await?.iter().filter(|f| sees_file(&who, f)).map(file_json).collect();
-    let (page, total) = select(files, &query, &FILES)?;
+    let (files, json) = state.file_listing().await?;
+    let visible: Vec<&Value> =
+        files.iter().zip(json.iter()).filter(|(f, _)| sees_file(&who, f)).map(|(_, v)| v).collect();
+    let (page, total) = select(visible, &query, &FILES)?;
     Ok(page_response(page, query.offset, total))
 }
 

@@ -48,13 +48,39 @@ pub struct AppState {
     pub events: Option<Arc<EventSink>>,
     /// Every usage file's state, from memory, following the workflow's change feed.
     pub files: Arc<usageflow_workflow::FileIndex>,
+    /// The API form of the index's last snapshot, made again only when the snapshot changes.
+    files_json: Arc<std::sync::Mutex<Option<FilesJson>>>,
 }
+
+/// A snapshot of the index and the API form of each of its files, in the same order.
+type FilesJson = (Arc<Vec<UsageFile>>, Arc<Vec<serde_json::Value>>);
 
 impl AppState {
     /// The state of a server over `service`, accepting `keys`, without an event sink.
     pub fn new(service: FileService, keys: KeyRing) -> Self {
         let files = Arc::new(usageflow_workflow::FileIndex::new(service.workflow().clone()));
-        Self { catalogue: service.shared_catalogue(), service, keys: Arc::new(keys), events: None, files }
+        Self {
+            catalogue: service.shared_catalogue(),
+            service,
+            keys: Arc::new(keys),
+            events: None,
+            files,
+            files_json: Arc::default(),
+        }
+    }
+
+    /// Every usage file, with its API form (`usage.UsageFileDetail`).
+    pub(crate) async fn file_listing(&self) -> Result<FilesJson, usageflow_workflow::Error> {
+        let files = self.files.files().await?;
+        let mut cache = self.files_json.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((snapshot, json)) = cache.as_ref()
+            && Arc::ptr_eq(snapshot, &files)
+        {
+            return Ok((files, json.clone()));
+        }
+        let json = Arc::new(files.iter().map(files::file_json).collect::<Vec<_>>());
+        *cache = Some((files.clone(), json.clone()));
+        Ok((files, json))
     }
 
     /// Sends `POST /usage/events` to `sink`.

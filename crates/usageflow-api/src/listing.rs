@@ -2,6 +2,7 @@
 //! aggregates): RQL filters on the fields each collection allows, ordering, paging and the
 //! `Content-Range` header.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 
 use axum::Json;
@@ -169,13 +170,14 @@ fn matches(item: &Value, expr: &Expr, coll: &Collection) -> ApiResult<bool> {
     })
 }
 
-/// Filters, orders and pages `items`; returns the page and the total before paging.
-pub fn select(mut items: Vec<Value>, query: &Query, coll: &Collection) -> ApiResult<(Vec<Value>, usize)> {
+/// Filters, orders and pages `items` (owned or borrowed JSON values); returns the page and the
+/// total before paging. Sort keys are read once per item, not once per comparison.
+pub fn select<T: Borrow<Value>>(mut items: Vec<T>, query: &Query, coll: &Collection) -> ApiResult<(Vec<T>, usize)> {
     coll.check(query)?;
     if let Some(filter) = &query.filter {
         let mut kept = Vec::with_capacity(items.len());
         for item in items {
-            if matches(&item, filter, coll)? {
+            if matches(item.borrow(), filter, coll)? {
                 kept.push(item);
             }
         }
@@ -185,17 +187,20 @@ pub fn select(mut items: Vec<Value>, query: &Query, coll: &Collection) -> ApiRes
         items.retain(|item| {
             coll.search
                 .iter()
-                .any(|p| lookup(item, p).and_then(text).is_some_and(|t| t.to_lowercase().contains(&search)))
+                .any(|p| lookup(item.borrow(), p).and_then(text).is_some_and(|t| t.to_lowercase().contains(&search)))
         });
     }
     if !query.ordering.is_empty() {
         let keys: Vec<(&'static str, bool)> =
             query.ordering.iter().map(|o| Ok((coll.path(&o.field)?, o.descending))).collect::<ApiResult<_>>()?;
-        items.sort_by(|a, b| {
-            for (path, desc) in &keys {
-                let (x, y) = (lookup(a, path).and_then(text), lookup(b, path).and_then(text));
+        let mut keyed: Vec<(Vec<Option<String>>, T)> = items
+            .into_iter()
+            .map(|item| (keys.iter().map(|(path, _)| lookup(item.borrow(), path).and_then(text)).collect(), item))
+            .collect();
+        keyed.sort_by(|(a, _), (b, _)| {
+            for ((x, y), (_, desc)) in a.iter().zip(b).zip(&keys) {
                 let o = match (x, y) {
-                    (Some(x), Some(y)) => compare(&x, &y),
+                    (Some(x), Some(y)) => compare(x, y),
                     (x, y) => x.is_some().cmp(&y.is_some()),
                 };
                 let o = if *desc { o.reverse() } else { o };
@@ -205,9 +210,10 @@ pub fn select(mut items: Vec<Value>, query: &Query, coll: &Collection) -> ApiRes
             }
             Ordering::Equal
         });
+        items = keyed.into_iter().map(|(_, item)| item).collect();
     }
     let total = items.len();
-    let page: Vec<Value> = items.into_iter().skip(query.offset).take(query.page_size()).collect();
+    let page: Vec<T> = items.into_iter().skip(query.offset).take(query.page_size()).collect();
     Ok((page, total))
 }
 
