@@ -168,6 +168,27 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.unwrap().select_by_value(value).await.unwrap();
     }
 
+    /// Creates an October file of Fieldlink's connectivity product on the "New file" page and
+    /// returns its id.
+    async fn new_file(&mut self, name: &str) -> String {
+        self.open("#/files/new").await;
+        self.select("#new-product", "PRD-200-200-002").await;
+        self.select("#new-contract", "CRD-20001-10001-00001").await;
+        self.set_value("#new-from", "2026-10-01").await;
+        self.set_value("#new-to", "2026-10-31").await;
+        self.type_in("#new-name", name).await;
+        self.click("#create-file").await;
+        self.wait_text("#file-status", "draft").await;
+        self.wait_text("h1", name).await;
+        let url = self.client.current_url().await.unwrap();
+        url.fragment().unwrap().trim_start_matches("/files/").to_owned()
+    }
+
+    async fn upload(&mut self, path: &Path) {
+        self.type_in("#upload-input", path.to_str().unwrap()).await;
+        self.click("#upload-submit").await;
+    }
+
     async fn sign_in(&mut self, key: &str, role: &str) {
         self.open("#/login").await;
         self.type_in("#api-key", key).await;
@@ -178,6 +199,23 @@ impl Browser {
     async fn sign_out(&mut self) {
         self.click("#logout").await;
         self.wait_for("#login-form").await;
+    }
+}
+
+/// Waits for the browser to finish downloading a file whose name ends with `suffix`.
+async fn wait_download(dir: &Path, suffix: &str) -> PathBuf {
+    let started = Instant::now();
+    loop {
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(suffix));
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(started.elapsed() < WAIT, "nothing ending in {suffix} was downloaded to {}", dir.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -308,18 +346,9 @@ async fn vendor_to_distributor_in_the_browser() {
     b.open("#/products").await;
     b.wait_text("#main", "FL-SMS").await;
     b.shot("vendor-products").await;
-    b.open("#/files/new").await;
-    b.select("#new-product", "PRD-200-200-002").await;
-    b.select("#new-contract", "CRD-20001-10001-00001").await;
-    b.set_value("#new-from", "2026-10-01").await;
-    b.set_value("#new-to", "2026-10-31").await;
-    b.type_in("#new-name", "Fieldlink October").await;
-    b.shot("vendor-new-file").await;
-    b.click("#create-file").await;
-    b.wait_text("#file-status", "draft").await;
-    let url = b.client.current_url().await.unwrap();
-    let file_id = url.fragment().unwrap().trim_start_matches("/files/").to_owned();
+    let file_id = b.new_file("Fieldlink October").await;
     assert!(file_id.starts_with("UF-2026-10-"), "{file_id}");
+    b.shot("vendor-new-file").await;
 
     let bad = dir.path().join("october-bad.xlsx");
     std::fs::write(
@@ -330,12 +359,16 @@ async fn vendor_to_distributor_in_the_browser() {
         ]),
     )
     .unwrap();
-    b.type_in("#upload-input", bad.to_str().unwrap()).await;
-    b.click("#upload-submit").await;
+    b.upload(&bad).await;
     b.wait_text("#file-status", "invalid").await;
     let invalid = b.wait_text("#invalid-rows", "r2").await;
     assert!(invalid.contains("quantity"), "the reason names the column: {invalid}");
     b.shot("vendor-invalid-rows").await;
+    // The processed file, with the same reasons, downloads from the page.
+    b.click("#download-processed").await;
+    let processed = wait_download(&downloads, "-PROCESSED.xlsx").await;
+    let book = usageflow_files::read_workbook(&std::fs::read(processed).unwrap(), &Default::default()).unwrap();
+    assert_eq!(book.records.iter().filter(|r| r.get("status") == Some("invalid")).count(), 1);
 
     let good = dir.path().join("october.xlsx");
     std::fs::write(
@@ -348,8 +381,7 @@ async fn vendor_to_distributor_in_the_browser() {
         ]),
     )
     .unwrap();
-    b.type_in("#upload-input", good.to_str().unwrap()).await;
-    b.click("#upload-submit").await;
+    b.upload(&good).await;
     b.wait_text("#file-status", "ready").await;
     assert_eq!(b.wait_text("#total-usage", "100.5").await, "100.5", "the exact decimal sum");
     b.wait_for("[data-testid=per-item-chart] rect").await;
@@ -362,6 +394,13 @@ async fn vendor_to_distributor_in_the_browser() {
     assert!(history.contains("upload") && history.contains("create"), "{history}");
     b.shot("vendor-submitted").await;
 
+    // A second file, submitted too: the distributor will reject it.
+    let second = b.new_file("Fieldlink October, second try").await;
+    b.upload(&good).await;
+    b.wait_text("#file-status", "ready").await;
+    b.click("#submit-file").await;
+    b.wait_text("#file-status", "pending").await;
+
     // The live view: the committed events of this month, exact sums, plots.
     b.open("#/live?auto=off").await;
     assert_eq!(b.wait_text("#live-quantity", &live_total.to_string()).await, live_total.to_string());
@@ -373,7 +412,17 @@ async fn vendor_to_distributor_in_the_browser() {
     // Distributor: review with summary and plots, accept with a note.
     b.sign_in(PROVIDER_KEY, "provider").await;
     b.wait_text("#files-table", &file_id).await;
+    b.wait_text("#files-table", &second).await;
     b.shot("provider-review-list").await;
+    b.click(&format!("a.file-link[href='#/files/{second}']")).await;
+    b.wait_text("#file-status", "pending").await;
+    b.click("#reject-file").await;
+    b.wait_text("#banner", "note").await;
+    b.type_in("#review-note", "Duplicate of the first October file").await;
+    b.click("#reject-file").await;
+    b.wait_text("#file-status", "rejected").await;
+    b.open("#/review").await;
+    b.wait_text("#files-table", &file_id).await;
     b.click(&format!("a.file-link[href='#/files/{file_id}']")).await;
     b.wait_text("#file-status", "pending").await;
     b.wait_for("[data-testid=per-item-chart] rect").await;
@@ -392,11 +441,23 @@ async fn vendor_to_distributor_in_the_browser() {
     b.click("#rule-create").await;
     b.wait_text("#rules-table", "quantity <= 1000").await;
     b.shot("provider-rules").await;
+    // Per hub: the assets of this file are all in Northwind's EU hub, none in its UK hub.
     b.open("#/records").await;
     b.wait_text("#records-table", "20.5").await;
+    b.select("#filter-hub", "HB-0001-0002").await;
+    b.click("#filter-hub-submit").await;
+    b.wait_text("#records-table", "Nothing here").await;
+    b.select("#filter-hub", "HB-0001-0001").await;
+    b.click("#filter-hub-submit").await;
+    b.wait_text("#records-table", "20.5").await;
+    assert_eq!(b.client.find_all(Locator::Css("#records-table tbody tr")).await.unwrap().len(), 4);
     b.shot("provider-accepted-records").await;
-    b.open("#/chunks").await;
+    b.open("#/chunks?hub=HB-0001-0002").await;
+    b.wait_text("#chunks-table", "Nothing here").await;
+    b.select("#filter-hub", "HB-0001-0001").await;
+    b.click("#filter-hub-submit").await;
     b.wait_text("#chunks-table", &file_id).await;
+    b.wait_text("#chunks-table", "Northwind Hub EU").await;
     b.shot("provider-chunks").await;
 
     // Billing export download.
@@ -407,19 +468,7 @@ async fn vendor_to_distributor_in_the_browser() {
     let result = b.wait_text("#billing-result", "records").await;
     assert!(result.contains(": 4 records"), "{result}");
     b.shot("provider-billing-export").await;
-    let started = Instant::now();
-    let csv = loop {
-        let found = std::fs::read_dir(&downloads)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "csv"));
-        if let Some(p) = found {
-            break std::fs::read_to_string(p).unwrap();
-        }
-        assert!(started.elapsed() < WAIT, "the billing export was not downloaded to {}", downloads.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let csv = std::fs::read_to_string(wait_download(&downloads, ".csv").await).unwrap();
     assert_eq!(csv.lines().count(), 5, "a header and 4 records:\n{csv}");
     assert!(csv.contains("20.5"), "{csv}");
 
@@ -444,6 +493,19 @@ async fn vendor_to_distributor_in_the_browser() {
     b.wait_text("#files-table", &file_id).await;
     b.shot("provider-closed").await;
     assert_eq!(service.workflow().get(&file_id).await.unwrap().status.as_str(), "closed");
+
+    // The vendor reads why the second file was rejected, and deletes it.
+    b.sign_out().await;
+    b.sign_in(VENDOR_KEY, "vendor").await;
+    b.open(&format!("#/files/{second}")).await;
+    b.wait_text("#rejection-note", "Duplicate of the first October file").await;
+    b.shot("vendor-rejected").await;
+    b.click("#delete-file").await;
+    b.client.accept_alert().await.unwrap();
+    b.wait_text("#file-status", "deleted").await;
+    b.open("#/files?status=deleted").await;
+    b.wait_text("#files-table", &second).await;
+    b.shot("vendor-deleted").await;
     b.client.clone().close().await.unwrap();
 }
 

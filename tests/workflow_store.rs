@@ -190,7 +190,8 @@ fn status_in(files: &[usageflow_model::UsageFile], id: &str) -> Option<FileStatu
 async fn index_follows_other_writers(store: Arc<dyn ObjectStore>) {
     let start = Utc.with_ymd_and_hms(2026, 11, 25, 12, 59, 0).unwrap();
     let index_clock = Arc::new(FixedClock::new(start));
-    let index = FileIndex::new(WorkflowStore::new(store.clone(), index_clock.clone()));
+    let index = FileIndex::new(WorkflowStore::new(store.clone(), index_clock.clone()))
+        .with_follow_every(std::time::Duration::ZERO);
     let writer = workflow(store.clone());
     let first = ready_file(&writer, "index-first").await;
     let files = index.files().await.unwrap();
@@ -207,7 +208,7 @@ async fn index_follows_other_writers(store: Arc<dyn ObjectStore>) {
     assert_eq!(status_in(&files, &first), Some(FileStatus::Pending));
     assert_eq!(status_in(&files, &second), Some(FileStatus::Ready));
 
-    // Across the hour boundary (markers are listed per hour).
+    // Across the hour boundary (markers are listed per minute).
     let later = Arc::new(FixedClock::new(start + chrono::Duration::minutes(2)));
     WorkflowStore::new(store.clone(), later)
         .act(&first, FileChange::Accept { note: "ok".into() }, &provider())
@@ -231,6 +232,20 @@ async fn index_follows_other_writers(store: Arc<dyn ObjectStore>) {
     assert_eq!(status_in(&index.files().await.unwrap(), &second), Some(FileStatus::Ready));
     let reloading = FileIndex::new(WorkflowStore::new(store, index_clock)).with_full_reload(std::time::Duration::ZERO);
     assert_eq!(status_in(&reloading.files().await.unwrap(), &second), Some(FileStatus::Pending));
+}
+
+/// Changes made through the index's own store show at once, without waiting for the feed.
+async fn index_sees_its_own_writes_at_once(store: Arc<dyn ObjectStore>) {
+    let own = workflow(store.clone());
+    let index = FileIndex::new(own.clone()).with_follow_every(std::time::Duration::from_secs(3600));
+    let id = ready_file(&own, "own-writes").await;
+    assert_eq!(status_in(&index.files().await.unwrap(), &id), Some(FileStatus::Ready));
+    own.act(&id, FileChange::Submit, &vendor()).await.unwrap();
+    // Another process's change waits for the next look at the feed (an hour away here).
+    let other = workflow(store).create(request("other-process"), &vendor()).await.unwrap();
+    let files = index.files().await.unwrap();
+    assert_eq!(status_in(&files, &id), Some(FileStatus::Pending));
+    assert_eq!(status_in(&files, &other.id), None);
 }
 
 fn local() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
@@ -285,4 +300,10 @@ async fn local_index_follows_other_writers() {
 #[tokio::test]
 async fn s3_index_follows_other_writers() {
     index_follows_other_writers(s3("wf-index")).await;
+}
+
+#[tokio::test]
+async fn local_index_sees_its_own_writes_at_once() {
+    let (_dir, store) = local();
+    index_sees_its_own_writes_at_once(store).await;
 }

@@ -318,12 +318,7 @@ async function filesPage({ title, fixed, intro }) {
     go(here, { status: fixed.status ? '' : statusSelect.value, product: productSelect.value, q: search.value.trim() });
   } }, fixed.status ? null : h('label', {}, 'Status', statusSelect), h('label', {}, 'Product', productSelect), h('label', {}, 'Search', search),
   h('button', { type: 'submit' }, 'Filter'));
-  const last = Math.min(page.offset + page.items.length, page.total);
-  const pager = h('div', { class: 'pager' },
-    h('button', { class: 'secondary', id: 'prev-page', disabled: offset === 0, onclick: () => go(here, { ...p, offset: Math.max(0, offset - PAGE) }) }, '‹ Previous'),
-    h('span', { id: 'page-info' }, page.total ? `${page.offset + 1}–${last} of ${page.total}` : '0 files'),
-    h('button', { class: 'secondary', id: 'next-page', disabled: last >= page.total, onclick: () => go(here, { ...p, offset: offset + PAGE }) }, 'Next ›'));
-  show(h('h1', {}, title), intro ? h('p', { class: 'muted' }, intro) : null, form, pager,
+  show(h('h1', {}, title), intro ? h('p', { class: 'muted' }, intro) : null, form, pagerOf(page, here, p),
     table([
       { title: 'File', cell: (f) => [link(`#/files/${enc(f.id)}`, f.id, { class: 'mono file-link' }), h('div', { class: 'muted' }, f.name)] },
       { title: 'Product', cell: (f) => f.product.name },
@@ -334,14 +329,7 @@ async function filesPage({ title, fixed, intro }) {
       { title: 'Invalid', num: true, cell: (f) => (f.records ? f.records.invalid : '') },
       { title: state.me.role === 'vendor' ? 'Provider' : 'Vendor', cell: (f) => (state.me.role === 'vendor' ? f.provider.name : f.vendor.name) },
       { title: 'Created', cell: (f) => when(f.events && f.events.created && f.events.created.at) },
-    ], page.items, { id: 'files-table' }), pager.cloneNode(true));
-  // The clone has no listeners; wire the bottom pager like the top one.
-  const bottom = document.querySelectorAll('.pager')[1];
-  bottom.querySelector('#prev-page').removeAttribute('id');
-  bottom.querySelector('#next-page').removeAttribute('id');
-  bottom.querySelector('#page-info').removeAttribute('id');
-  bottom.querySelectorAll('button')[0].onclick = () => go(here, { ...p, offset: Math.max(0, offset - PAGE) });
-  bottom.querySelectorAll('button')[1].onclick = () => go(here, { ...p, offset: offset + PAGE });
+    ], page.items, { id: 'files-table' }), pagerOf(page, here, p));
 }
 
 async function newFilePage() {
@@ -568,17 +556,18 @@ async function rulesPage() {
     ], rules, { id: 'rules-table' }));
 }
 
-function hubFilter(p, here, extra) {
-  const hub = h('input', { id: 'filter-hub', value: p.hub || '', placeholder: 'HB-…' });
-  return h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); go(here, { ...extra(), hub: hub.value.trim() }); } },
-    h('label', {}, 'Hub', hub), h('button', { type: 'submit' }, 'Filter'));
+function hubFilter(p, here) {
+  const hub = h('select', { id: 'filter-hub' }, h('option', { value: '' }, 'all hubs'),
+    (state.me.hubs || []).map((x) => h('option', { value: x.id, selected: p.hub === x.id }, `${x.name} (${x.id})`)));
+  return h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); go(here, { hub: hub.value }); } },
+    h('label', {}, 'Hub', hub), h('button', { type: 'submit', id: 'filter-hub-submit' }, 'Filter'));
 }
 
 function pagerOf(page, here, p) {
   const last = page.offset + page.items.length;
   return h('div', { class: 'pager' },
     h('button', { class: 'secondary', disabled: page.offset === 0, onclick: () => go(here, { ...p, offset: Math.max(0, page.offset - PAGE) }) }, '‹ Previous'),
-    h('span', {}, page.total ? `${page.offset + 1}–${last} of ${page.total}` : 'none'),
+    h('span', { class: 'page-info' }, page.total ? `${page.offset + 1}–${last} of ${page.total}` : 'none'),
     h('button', { class: 'secondary', disabled: last >= page.total, onclick: () => go(here, { ...p, offset: page.offset + PAGE }) }, 'Next ›'));
 }
 
@@ -589,7 +578,7 @@ async function recordsPage() {
   const page = await list('/usage/records', filters, Number(p.offset || 0));
   show(h('h1', {}, 'Accepted records'),
     h('p', { class: 'muted' }, 'Records of accepted files, approved or closed, by hub.'),
-    hubFilter(p, '#/records', () => ({})), pagerOf(page, '#/records', p),
+    hubFilter(p, '#/records'), pagerOf(page, '#/records', p),
     table([
       { title: 'Record', cell: (r) => h('span', { class: 'mono' }, r.id) },
       { title: 'Asset', cell: (r) => r.asset_id || (r.asset && r.asset.id) },
@@ -606,11 +595,11 @@ async function recordsPage() {
 async function chunksPage() {
   const p = params();
   const filters = [];
-  if (p.hub) filters.push(`hub.id=${enc(p.hub)}`);
+  if (p.hub) filters.push(`binding.hub.id=${enc(p.hub)}`);
   const page = await list('/usage/chunks', filters, Number(p.offset || 0));
   show(h('h1', {}, 'Chunks'),
     h('p', { class: 'muted' }, 'The parts of accepted files, one per hub, to hand to billing.'),
-    hubFilter(p, '#/chunks', () => ({})), pagerOf(page, '#/chunks', p),
+    hubFilter(p, '#/chunks'), pagerOf(page, '#/chunks', p),
     table([
       { title: 'Chunk', cell: (c) => h('span', { class: 'mono' }, c.id) },
       { title: 'File', cell: (c) => link(`#/files/${enc(c.usagefile.id)}`, c.usagefile.id, { class: 'mono' }) },

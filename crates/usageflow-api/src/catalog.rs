@@ -9,13 +9,22 @@ use usageflow_model::Product;
 use crate::files::provides;
 use crate::{AppState, Principal, Role};
 
-/// `GET /me`: the caller's key, account and role.
+/// `GET /me`: the caller's key, account and role, and a provider's hubs.
 pub(crate) async fn me(State(state): State<AppState>, who: Principal) -> Json<Value> {
     let name = state.catalogue.account(&who.account).map_or_else(|| who.account.clone(), |a| a.name.clone());
+    let hubs: Vec<Value> = state
+        .catalogue
+        .data()
+        .hubs
+        .iter()
+        .filter(|h| who.role == Role::Provider && h.provider == who.account)
+        .map(|h| json!({"id": h.id, "name": h.name}))
+        .collect();
     Json(json!({
         "key": {"id": who.key_id, "name": who.key_name},
         "account": {"id": who.account, "name": name},
         "role": who.role.as_str(),
+        "hubs": hubs,
     }))
 }
 

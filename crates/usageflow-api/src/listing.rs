@@ -90,6 +90,33 @@ fn instant(text: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
+/// A value parsed once for sorting, compared like [`compare`].
+struct SortKey {
+    number: Option<Decimal>,
+    instant: Option<DateTime<Utc>>,
+    text: String,
+}
+
+impl SortKey {
+    fn new(text: String) -> Self {
+        let number = text.parse::<Decimal>().ok();
+        let instant = if number.is_none() { instant(&text) } else { None };
+        Self { number, instant, text }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        if let (Some(x), Some(y)) = (self.number, other.number) {
+            return x.cmp(&y);
+        }
+        if let (Some(x), Some(y)) =
+            (self.instant.or_else(|| instant(&self.text)), other.instant.or_else(|| instant(&other.text)))
+        {
+            return x.cmp(&y);
+        }
+        self.text.cmp(&other.text)
+    }
+}
+
 /// Compares two values as numbers, then as instants, then as text.
 pub fn compare(a: &str, b: &str) -> Ordering {
     if let (Ok(x), Ok(y)) = (a.parse::<Decimal>(), b.parse::<Decimal>()) {
@@ -193,14 +220,19 @@ pub fn select<T: Borrow<Value>>(mut items: Vec<T>, query: &Query, coll: &Collect
     if !query.ordering.is_empty() {
         let keys: Vec<(&'static str, bool)> =
             query.ordering.iter().map(|o| Ok((coll.path(&o.field)?, o.descending))).collect::<ApiResult<_>>()?;
-        let mut keyed: Vec<(Vec<Option<String>>, T)> = items
+        let mut keyed: Vec<(Vec<Option<SortKey>>, T)> = items
             .into_iter()
-            .map(|item| (keys.iter().map(|(path, _)| lookup(item.borrow(), path).and_then(text)).collect(), item))
+            .map(|item| {
+                (
+                    keys.iter().map(|(path, _)| lookup(item.borrow(), path).and_then(text).map(SortKey::new)).collect(),
+                    item,
+                )
+            })
             .collect();
         keyed.sort_by(|(a, _), (b, _)| {
             for ((x, y), (_, desc)) in a.iter().zip(b).zip(&keys) {
                 let o = match (x, y) {
-                    (Some(x), Some(y)) => compare(x, y),
+                    (Some(x), Some(y)) => x.cmp(y),
                     (x, y) => x.is_some().cmp(&y.is_some()),
                 };
                 let o = if *desc { o.reverse() } else { o };

@@ -578,7 +578,11 @@ async fn portal_endpoints_and_pages() {
     let me = api.get("fieldlink", "/me").await;
     assert_eq!(me.body["account"], json!({"id": "VA-200-002", "name": "Fieldlink IoT Ltd"}), "{}", me.body);
     assert_eq!((me.body["role"].as_str(), me.body["key"]["id"].as_str()), (Some("vendor"), Some("SU-fieldlink")));
-    assert_eq!(api.get("northwind", "/me").await.body["role"], "provider");
+    let provider = api.get("northwind", "/me").await.body;
+    assert_eq!(provider["role"], "provider");
+    assert!(provider["hubs"].as_array().unwrap().iter().all(|h| h["id"].as_str().unwrap().starts_with("HB-")));
+    assert!(!provider["hubs"].as_array().unwrap().is_empty(), "{provider}");
+    assert_eq!(me.body["hubs"], json!([]), "vendors have no hubs");
 
     let products = api.get("fieldlink", "/products").await.body;
     let ids: Vec<&str> = products.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();

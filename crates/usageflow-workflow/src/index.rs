@@ -2,13 +2,16 @@
 //! feed, so that listings do not read one object per file per request.
 //!
 //! Every workflow step also writes an empty marker object
-//! `workflow/changes/{YYYYMMDDHH}/{micros}-{file id}-{version}` (see
+//! `workflow/changes/{YYYYMMDDHHMM}/{micros}-{file id}-{version}` (see
 //! [`crate::WorkflowStore`]). The index loads every file once, then on each use lists only
-//! the markers of the hours since its last look (one or two small listings) and re-reads the
+//! the markers of the minutes since its last look (three or four small listings) and re-reads the
 //! files named there. Markers are read back over a window of [`SKEW`] before the last look,
 //! so that a writer whose clock runs behind, or whose marker lands late, is not missed; markers
-//! already applied are remembered by name. Any process may write (the server, the command
-//! line, the compiler): the index sees their changes on its next use. A marker lost to a crash
+//! already applied are remembered by name. Changes made through the index's own
+//! [`WorkflowStore`] (or a clone of it) show at once, without a listing; changes by other
+//! processes (the command line, the compiler, another server) show once the index looks at the
+//! feed again, which it does on use at most every [`FileIndex::with_follow_every`] (one second
+//! by default). A marker lost to a crash
 //! between the event and the marker only delays the index until the next full reload, done
 //! every [`FileIndex::with_full_reload`] (ten minutes by default) and after a long idle gap.
 
@@ -25,20 +28,20 @@ use crate::{Error, Result, WorkflowStore};
 
 /// How far before the last look markers are read again.
 pub const SKEW: chrono::Duration = chrono::Duration::seconds(120);
-/// A gap after which the index reloads everything instead of listing each hour.
-const MAX_GAP: chrono::Duration = chrono::Duration::hours(24);
+/// A gap after which the index reloads everything instead of listing each minute.
+const MAX_GAP: chrono::Duration = chrono::Duration::minutes(30);
 
 fn changes_prefix() -> Path {
     Path::from("workflow/changes")
 }
 
-fn hour_prefix(at: DateTime<Utc>) -> Path {
-    changes_prefix().join(at.format("%Y%m%d%H").to_string())
+fn minute_prefix(at: DateTime<Utc>) -> Path {
+    changes_prefix().join(at.format("%Y%m%d%H%M").to_string())
 }
 
 /// Where the marker of `file_id` reaching `version` at `at` is written.
 pub(crate) fn marker_path(at: DateTime<Utc>, file_id: &str, version: u64) -> Path {
-    hour_prefix(at).join(format!("{:020}-{file_id}-{version:010}", at.timestamp_micros().max(0)))
+    minute_prefix(at).join(format!("{:020}-{file_id}-{version:010}", at.timestamp_micros().max(0)))
 }
 
 /// `(time, file id)` of a marker's name.
@@ -57,6 +60,7 @@ struct IndexState {
     /// Markers applied within the window, with their times.
     seen: HashMap<String, DateTime<Utc>>,
     loaded: Option<Instant>,
+    followed: Option<Instant>,
 }
 
 /// Every usage file's current state, from memory, refreshed from the change feed on each use.
@@ -65,12 +69,25 @@ pub struct FileIndex {
     workflow: WorkflowStore,
     state: tokio::sync::Mutex<IndexState>,
     full_reload: Duration,
+    follow_every: Duration,
 }
 
 impl FileIndex {
     /// An index over `workflow`; nothing is read until first use.
     pub fn new(workflow: WorkflowStore) -> Self {
-        Self { workflow, state: tokio::sync::Mutex::new(IndexState::default()), full_reload: Duration::from_secs(600) }
+        workflow.watch_local_changes();
+        Self {
+            workflow,
+            state: tokio::sync::Mutex::new(IndexState::default()),
+            full_reload: Duration::from_secs(600),
+            follow_every: Duration::from_secs(1),
+        }
+    }
+
+    /// Look at the change feed at most this often (zero: on every use).
+    pub fn with_follow_every(mut self, every: Duration) -> Self {
+        self.follow_every = every;
+        self
     }
 
     /// Reload everything at least this often (a safety net for lost markers).
@@ -85,10 +102,21 @@ impl FileIndex {
         let now = self.workflow.now();
         let stale = state.loaded.is_none_or(|t| t.elapsed() >= self.full_reload);
         let gap = state.cursor.is_none_or(|c| now - c > MAX_GAP);
+        let local = self.workflow.take_local_changes();
         if stale || gap {
             self.reload(&mut state, now).await?;
         } else {
-            self.follow(&mut state, now).await?;
+            if !local.is_empty() {
+                for f in local {
+                    if state.files.get(&f.id).is_none_or(|known| known.version < f.version) {
+                        state.files.insert(f.id.clone(), f);
+                    }
+                }
+                state.snapshot = Arc::new(state.files.values().cloned().collect());
+            }
+            if state.followed.is_none_or(|t| t.elapsed() >= self.follow_every) {
+                self.follow(&mut state, now).await?;
+            }
         }
         Ok(state.snapshot.clone())
     }
@@ -102,6 +130,7 @@ impl FileIndex {
         state.cursor = Some(now);
         state.seen.clear();
         state.loaded = Some(Instant::now());
+        state.followed = Some(Instant::now());
         tracing::debug!(files = state.files.len(), "usage file index loaded");
         Ok(())
     }
@@ -109,10 +138,10 @@ impl FileIndex {
     async fn follow(&self, state: &mut IndexState, now: DateTime<Utc>) -> Result<()> {
         let since = state.cursor.unwrap_or(now) - SKEW;
         let store = self.workflow.object_store();
-        let mut hour = since;
+        let mut minute = since;
         let mut fresh = Vec::new();
         loop {
-            let prefix = hour_prefix(hour);
+            let prefix = minute_prefix(minute);
             let listed: Vec<_> = store
                 .list(Some(&prefix))
                 .try_collect()
@@ -125,10 +154,10 @@ impl FileIndex {
                     fresh.push((name.to_owned(), at, file.to_owned()));
                 }
             }
-            if hour_prefix(hour) == hour_prefix(now) || hour > now {
+            if prefix == minute_prefix(now) || minute > now {
                 break;
             }
-            hour += chrono::Duration::hours(1);
+            minute += chrono::Duration::minutes(1);
         }
         let mut changed: Vec<String> = fresh.iter().map(|(_, _, f)| f.clone()).collect();
         changed.sort();
@@ -141,7 +170,9 @@ impl FileIndex {
                 .await?;
         let any = !reread.is_empty();
         for f in reread {
-            state.files.insert(f.id.clone(), f);
+            if state.files.get(&f.id).is_none_or(|known| known.version <= f.version) {
+                state.files.insert(f.id.clone(), f);
+            }
         }
         if any {
             state.snapshot = Arc::new(state.files.values().cloned().collect());
@@ -152,6 +183,7 @@ impl FileIndex {
         let window_start = now - SKEW;
         state.seen.retain(|_, at| *at >= window_start - SKEW);
         state.cursor = Some(now);
+        state.followed = Some(Instant::now());
         Ok(())
     }
 }
@@ -165,7 +197,7 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 11, 25, 13, 4, 5).unwrap();
         let path = marker_path(at, "UF-2026-11-1234-5678", 7);
         assert_eq!(path.parts().count(), 4);
-        assert!(path.as_ref().starts_with("workflow/changes/2026112513/"));
+        assert!(path.as_ref().starts_with("workflow/changes/202611251304/"));
         let (t, file) = parse_marker(path.filename().unwrap()).unwrap();
         assert_eq!((t, file), (at, "UF-2026-11-1234-5678"));
         assert_eq!(parse_marker("garbage"), None);

@@ -42,6 +42,9 @@ pub struct CreateRequest {
 pub struct WorkflowStore {
     store: Arc<dyn ObjectStore>,
     clock: Arc<dyn Clock>,
+    /// States written through this store (and its clones), kept for a [`crate::FileIndex`]
+    /// once one watches them, so that this process's own changes show without a listing.
+    local: Arc<std::sync::Mutex<Option<Vec<UsageFile>>>>,
 }
 
 fn store_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
@@ -51,7 +54,7 @@ fn store_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
 impl WorkflowStore {
     /// A workflow store on `store`, timestamping events with `clock`.
     pub fn new(store: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self { store, clock, local: Arc::default() }
     }
 
     async fn read_event(&self, file_id: &str, seq: u64) -> Result<Option<StoredEvent>> {
@@ -138,10 +141,25 @@ impl WorkflowStore {
     /// Records that `file` changed at `at` in the change feed that [`crate::FileIndex`] follows.
     /// A lost marker only delays the index until its next full reload.
     async fn mark_change(&self, file: &UsageFile, at: DateTime<Utc>) {
+        if let Some(local) = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            local.push(file.clone());
+        }
         let path = crate::index::marker_path(at, &file.id, file.version);
         if let Err(err) = self.store.put(&path, PutPayload::default()).await {
             tracing::warn!(file = %file.id, %err, "could not record the usage file change");
         }
+    }
+
+    /// Starts keeping the states this store writes for [`WorkflowStore::take_local_changes`].
+    pub(crate) fn watch_local_changes(&self) {
+        let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        local.get_or_insert_with(Vec::new);
+    }
+
+    /// The states written since the last call (when watched).
+    pub(crate) fn take_local_changes(&self) -> Vec<UsageFile> {
+        let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        local.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The time of the store's clock.
