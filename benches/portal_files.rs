@@ -67,8 +67,12 @@ async fn main() {
     let n = files();
     let dir = tempfile::tempdir().unwrap();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
-    let catalogue =
-        Arc::new(usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap());
+    let catalogue = Arc::new(
+        usageflow_catalog::load_dir(
+            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
+        )
+        .unwrap(),
+    );
     let workflow = WorkflowStore::new(store.clone(), Arc::new(SystemClock));
     let vendor = Actor::vendor("VA-200-002", r("SU-fieldlink", "fieldlink"));
     let started = Instant::now();

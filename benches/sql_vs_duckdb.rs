@@ -273,7 +273,8 @@ async fn main() {
         println!("| {name} | DataFusion | {seconds:.2} | {rows} |");
         ours.push((name.to_string(), seconds, rows));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_sql.py");
+    let script =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("benches/duckdb_sql.py");
     let result = Command::new(python()).arg(script).arg(&data).arg(out.path()).args(&args).output().unwrap();
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     for line in String::from_utf8_lossy(&result.stdout).lines() {

@@ -105,7 +105,8 @@ fn main() {
     );
 
     let theirs = dir.path().join("openpyxl.xlsx");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/openpyxl_write.py");
+    let script =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("benches/openpyxl_write.py");
     let out = Command::new(python()).arg(script).arg(n.to_string()).arg(&theirs).output().unwrap();
     let (psecs, prss) = parse(&out.stdout);
     let psize = std::fs::metadata(&theirs).unwrap().len();

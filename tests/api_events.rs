@@ -19,8 +19,12 @@ use usageflow_api::{ApiConfig, AppState, EventSink, KeyRing, Role, StoredKey, au
 fn app(kafka: &usageflow_ingest::KafkaConfig) -> axum::Router {
     let dir = tempfile::tempdir().unwrap().keep();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(&dir)).unwrap();
-    let catalogue =
-        Arc::new(usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap());
+    let catalogue = Arc::new(
+        usageflow_catalog::load_dir(
+            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
+        )
+        .unwrap(),
+    );
     let service = usageflow_files::FileService::new(
         store.clone(),
         usageflow_workflow::WorkflowStore::new(store, Arc::new(usageflow_workflow::SystemClock)),

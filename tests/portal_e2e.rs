@@ -42,8 +42,10 @@ fn free_port() -> u16 {
 }
 
 fn artifacts() -> PathBuf {
-    let base = std::env::var_os("USAGEFLOW_ARTIFACTS_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts"), PathBuf::from);
+    let base = std::env::var_os("USAGEFLOW_ARTIFACTS_DIR").map_or_else(
+        || Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("artifacts"),
+        PathBuf::from,
+    );
     let dir = base.join("portal-e2e");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -305,8 +307,12 @@ async fn commit_events(store: Arc<dyn ObjectStore>, events: &[(&str, i128, i64)]
 async fn vendor_to_distributor_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path().join("store"))).unwrap();
-    let catalogue =
-        Arc::new(usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap());
+    let catalogue = Arc::new(
+        usageflow_catalog::load_dir(
+            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
+        )
+        .unwrap(),
+    );
     let service = FileService::new(store.clone(), WorkflowStore::new(store.clone(), Arc::new(SystemClock)), catalogue);
     let keys = [
         ("SU-fieldlink", VENDOR_KEY, "VA-200-002", Role::Vendor),
@@ -516,8 +522,12 @@ async fn live_view_is_exact_and_scoped() {
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
-    let catalogue =
-        Arc::new(usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap());
+    let catalogue = Arc::new(
+        usageflow_catalog::load_dir(
+            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
+        )
+        .unwrap(),
+    );
     let service = FileService::new(store.clone(), WorkflowStore::new(store.clone(), Arc::new(SystemClock)), catalogue);
     let accounts = [
         ("fieldlink", "VA-200-002", Role::Vendor),

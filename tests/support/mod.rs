@@ -68,7 +68,7 @@ pub fn kafka_config(prefix: &str) -> usageflow_ingest::KafkaConfig {
 
 /// The sample catalogue, indexed for ingestion.
 pub fn sample_index() -> std::sync::Arc<usageflow_ingest::Index> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .ancestors()
         .map(|d| d.join("config/catalog"))
         .find(|d| d.join("catalog.toml").exists())

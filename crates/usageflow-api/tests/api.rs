@@ -38,7 +38,10 @@ fn api() -> Api {
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
     let catalogue = Arc::new(
-        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap(),
+        usageflow_catalog::load_dir(
+            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+        )
+        .unwrap(),
     );
     let service = FileService::new(store.clone(), WorkflowStore::new(store, clock), catalogue.clone());
     let mut keys = HashMap::new();
@@ -493,7 +496,10 @@ async fn request_bodies_are_limited() {
         let dir = api._dir.path();
         let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
         let catalogue = Arc::new(
-            usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap(),
+            usageflow_catalog::load_dir(
+                &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+            )
+            .unwrap(),
         );
         let service = FileService::new(
             store.clone(),

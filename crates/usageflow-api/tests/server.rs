@@ -21,7 +21,10 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let catalogue = Arc::new(
-        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap(),
+        usageflow_catalog::load_dir(
+            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+        )
+        .unwrap(),
     );
     let service = usageflow_files::FileService::new(
         store.clone(),

@@ -8,7 +8,7 @@ use usageflow_model::{
 };
 
 fn sample() -> CatalogueData {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog");
+    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog");
     usageflow_catalog::load_dir(&dir).unwrap().data().clone()
 }
 

@@ -79,8 +79,11 @@ async fn ballista_gives_the_embedded_answers() {
     let state = lake(dir.path()).await;
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let catalogue = Arc::new(
-        usageflow_catalog::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog"))
-            .unwrap(),
+        usageflow_catalog::load_dir(
+            &std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+                .join("../../config/catalog"),
+        )
+        .unwrap(),
     );
     let sources = Sources {
         lake: state.clone(),

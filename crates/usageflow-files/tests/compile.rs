@@ -91,8 +91,10 @@ async fn compile_sums_the_period_and_is_deterministic() {
     )
     .await;
 
-    let catalogue =
-        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap();
+    let catalogue = usageflow_catalog::load_dir(
+        &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+    )
+    .unwrap();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
     let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue));
     let vendor = Actor::vendor("VA-200-002", Ref { id: "job".into(), name: "compiler".into() });
@@ -170,8 +172,10 @@ async fn a_period_beyond_one_workbook_is_split_into_valid_files() {
     let days: Vec<i64> = (1..=5).map(|d| us(2026, 11, d)).collect();
     let rows: Vec<_> = days.iter().map(|d| row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, *d, 100_000_000)).collect();
     commit(&store, "a", &rows).await;
-    let catalogue =
-        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap();
+    let catalogue = usageflow_catalog::load_dir(
+        &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+    )
+    .unwrap();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
     let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue))
         .with_max_records_per_file(2);

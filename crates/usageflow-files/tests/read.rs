@@ -9,7 +9,8 @@ use usageflow_files::{ReadLimits, XlsxError, read_workbook};
 /// A processed usage file produced by the Connect platform (a copy of
 /// shared/fixtures/connect/processed-usage-file-qt.xlsx).
 fn fixture() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/processed-usage-file-qt.xlsx");
+    let path = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../tests/fixtures/processed-usage-file-qt.xlsx");
     std::fs::read(&path).expect("the Connect fixture")
 }
 
@@ -168,7 +169,8 @@ fn hostile_uploads_are_refused_before_parsing() {
 /// Inputs found by fuzzing (fuzz/fuzz_targets/xlsx_read.rs) stay errors, never panics.
 #[test]
 fn fuzzer_findings_are_errors() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz");
+    let dir =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../tests/fixtures/fuzz");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();

@@ -8,7 +8,10 @@ use usageflow_files::{FileContext, ReadLimits, read_workbook, record_columns, va
 use usageflow_model::{Catalogue, Category, Period, ReportingSchema};
 
 fn catalogue() -> Catalogue {
-    usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap()
+    usageflow_catalog::load_dir(
+        &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+    )
+    .unwrap()
 }
 
 fn november() -> Period {

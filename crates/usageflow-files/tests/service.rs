@@ -12,8 +12,10 @@ use usageflow_workflow::{FixedClock, WorkflowStore};
 fn service(dir: &Path) -> FileService {
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
-    let catalogue =
-        usageflow_catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")).unwrap();
+    let catalogue = usageflow_catalog::load_dir(
+        &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
+    )
+    .unwrap();
     FileService::new(store.clone(), WorkflowStore::new(store, clock), Arc::new(catalogue))
 }
 

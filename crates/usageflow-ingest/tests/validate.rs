@@ -11,7 +11,7 @@ use usageflow_ingest::{Code, Index, ValidationConfig, Validator};
 const TS: i64 = 1_795_600_800_000_000;
 
 fn validator() -> Validator {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog");
+    let dir = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog");
     let catalogue = usageflow_catalog::load_dir(&dir).unwrap();
     Validator::new(Arc::new(Index::new(catalogue.data())), ValidationConfig::default())
 }

@@ -26,7 +26,7 @@ use usageflow_query::{Scope, analyst_session, load_sources};
 use usageflow_workflow::{FixedClock, WorkflowStore};
 
 fn catalogue_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog")
 }
 
 fn book(schema: ReportingSchema, extra: &[&str], rows: &[&[(&str, &str)]]) -> Vec<u8> {
@@ -217,7 +217,7 @@ fn fmt(rows: &[Vec<String>]) -> String {
 async fn golden_sql_files() {
     let dir = tempfile::tempdir().unwrap();
     let svc = world(dir.path()).await;
-    let sql_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
+    let sql_dir = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("tests/sql");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&sql_dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "slt"));
     files.sort();

@@ -68,7 +68,7 @@ fn doctor_reports_an_unreachable_store_and_fails() {
 
 #[test]
 fn catalog_check_and_prerequisites() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let root = &format!("{}/../..", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let dir = format!("catalog.dir={root}/config/catalog");
     let out = usageflow(&["--set", &dir, "catalog", "check"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -93,7 +93,7 @@ fn catalog_check_and_prerequisites() {
 
 #[test]
 fn files_workflow_from_the_command_line() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let root = &format!("{}/../..", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let dir = tempfile::tempdir().unwrap();
     let store = format!("store.url={}", dir.path().join("store").display());
     let catalog = format!("catalog.dir={root}/config/catalog");

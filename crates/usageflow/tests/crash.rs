@@ -17,7 +17,7 @@ use usageflow_ingest::loadgen::{self, LoadgenConfig, Truth};
 use usageflow_lake::Manifests;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../..")
 }
 
 struct Instance<'a> {

@@ -8,7 +8,7 @@ use toml::Value;
 use usageflow::Config;
 
 fn example() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/usageflow.toml")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/usageflow.toml")
 }
 
 fn keys(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {

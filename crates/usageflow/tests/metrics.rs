@@ -28,7 +28,7 @@ fn ingest_serves_prometheus_metrics() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let lake = tempfile::tempdir().unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let root = &format!("{}/../..", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_usageflow"))
         .args(["ingest", "--idle-exit-secs", "6"])
         .env_remove("USAGEFLOW_CONFIG")

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn usageflow(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let root = &format!("{}/../..", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_usageflow"));
     cmd.args(["--set", &format!("store.url={}", dir.join("store").display())])
         .args(["--set", &format!("catalog.dir={root}/config/catalog")])
