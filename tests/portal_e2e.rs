@@ -26,6 +26,7 @@ use usageflow_workflow::{SystemClock, WorkflowStore};
 
 const VENDOR_KEY: &str = "SU-fieldlink.portal-secret-of-fieldlink";
 const PROVIDER_KEY: &str = "SU-northwind.portal-secret-of-northwind";
+const RESELLER_KEY: &str = "SU-blueharbor.portal-secret-of-blueharbor";
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Driver(Child);
@@ -193,7 +194,12 @@ impl Browser {
 
     async fn sign_in(&mut self, key: &str, role: &str) {
         self.open("#/login").await;
-        self.type_in("#api-key", key).await;
+        self.wait_for("#api-key").await;
+        let field = self.client.find(Locator::Css("#api-key")).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(key).await.unwrap();
+        let typed = field.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(typed, key, "the key field holds exactly the key typed");
         self.click("#login-submit").await;
         self.wait_text("#account", role).await;
     }
@@ -317,6 +323,7 @@ async fn vendor_to_distributor_in_the_browser() {
     let keys = [
         ("SU-fieldlink", VENDOR_KEY, "VA-200-002", Role::Vendor),
         ("SU-northwind", PROVIDER_KEY, "PA-500-001", Role::Provider),
+        ("SU-blueharbor", RESELLER_KEY, "RA-700-001", Role::Reseller),
     ]
     .map(|(id, key, account, role)| StoredKey {
         id: id.into(),
@@ -512,6 +519,13 @@ async fn vendor_to_distributor_in_the_browser() {
     b.open("#/files?status=deleted").await;
     b.wait_text("#files-table", &second).await;
     b.shot("vendor-deleted").await;
+
+    // A reseller sees the usage of the assets it resells, and only those.
+    b.sign_out().await;
+    b.sign_in(RESELLER_KEY, "reseller").await;
+    let usage = b.wait_text("#aggregates-table", "AS-1000-0719-1201").await;
+    assert!(usage.contains("AS-1000-8638-1202") && !usage.contains("AS-1000-6557-1203"), "{usage}");
+    b.shot("reseller-usage").await;
     b.client.clone().close().await.unwrap();
 }
 

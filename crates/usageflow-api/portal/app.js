@@ -239,7 +239,7 @@ const NAV = {
   vendor: [['#/products', 'Products'], ['#/files', 'Usage files'], ['#/files/new', 'New file'], ['#/live', 'Live usage']],
   provider: [['#/review', 'Review'], ['#/files', 'Usage files'], ['#/rules', 'Usage rules'], ['#/records', 'Accepted records'],
     ['#/chunks', 'Chunks'], ['#/billing', 'Billing export'], ['#/reconciliations', 'Reconciliation'], ['#/closed', 'Closed files'], ['#/live', 'Live usage']],
-  reseller: [],
+  reseller: [['#/usage', 'Usage of your assets']],
 };
 
 function frame() {
@@ -664,6 +664,27 @@ async function reconciliationsPage() {
     ], page.items, { id: 'recon-table' }));
 }
 
+async function resellerUsagePage() {
+  const p = params();
+  const filters = [];
+  if (p.asset) filters.push(`asset.id=${enc(p.asset)}`);
+  const page = await list('/usage/aggregates', filters, Number(p.offset || 0));
+  const asset = h('input', { id: 'filter-asset', value: p.asset || '', placeholder: 'AS-…' });
+  show(h('h1', {}, 'Usage of your assets'),
+    h('p', { class: 'muted' }, 'Reported and accepted usage of the assets you resell, per asset and item.'),
+    h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); go('#/usage', { asset: asset.value.trim() }); } },
+      h('label', {}, 'Asset', asset), h('button', { type: 'submit' }, 'Filter')),
+    pagerOf(page, '#/usage', p),
+    table([
+      { title: 'Asset', cell: (a) => a.asset.id },
+      { title: 'Item', cell: (a) => `${a.item.name || a.item.id} (${a.item.mpn || ''})` },
+      { title: 'Reported', num: true, cell: (a) => String(a.consumed) },
+      { title: 'Accepted', num: true, cell: (a) => String(a.accepted) },
+      { title: 'Unit', cell: (a) => a.item.unit || '' },
+      { title: 'Last reported', cell: (a) => when(a.events && a.events.last_reported && a.events.last_reported.at) },
+    ], page.items, { id: 'aggregates-table' }));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Router.
 
@@ -680,6 +701,7 @@ const ROUTES = [
   [/^#\/chunks$/, () => chunksPage()],
   [/^#\/billing$/, () => billingPage()],
   [/^#\/reconciliations$/, () => reconciliationsPage()],
+  [/^#\/usage$/, () => resellerUsagePage()],
 ];
 
 async function route() {
@@ -697,7 +719,7 @@ async function route() {
   frame();
   const path = hash.split('?')[0];
   if (path === '#/' || path === '#') {
-    location.replace(state.me.role === 'provider' ? '#/review' : state.me.role === 'vendor' ? '#/files' : '#/files');
+    location.replace({ provider: '#/review', vendor: '#/files', reseller: '#/usage' }[state.me.role] || '#/files');
     return;
   }
   const found = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
