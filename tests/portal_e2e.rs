@@ -496,8 +496,11 @@ async fn vendor_to_distributor_in_the_browser() {
         usageflow_files::write_workbook(&[], &[], &["record_id", "external_billing_id"], &rows).unwrap(),
     )
     .unwrap();
-    b.open("#/reconciliations").await;
-    b.select("#recon-file", &file_id).await;
+    b.open(&format!("#/files/{file_id}")).await;
+    b.click("#reconcile-file").await;
+    b.wait_for("#recon-form").await;
+    let chosen = b.client.find(Locator::Css("#recon-file")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(chosen.as_deref(), Some(file_id.as_str()), "the file's own reconciliation form names it");
     b.type_in("#recon-input", recon.to_str().unwrap()).await;
     b.click("#recon-submit").await;
     b.wait_text("#recon-table", &file_id).await;

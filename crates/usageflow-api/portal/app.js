@@ -403,7 +403,11 @@ async function fileActions(f, reload) {
         step('Accept', 'accept', () => ({ json: { acceptance_note: note.value } }), 'accept-file'),
         step('Reject', 'reject', () => ({ json: { rejection_note: note.value } }), 'reject-file', 'danger')));
     }
-    if (f.status === 'accepted') out.push(h('div', { class: 'actions' }, step('Close file', 'close', null, 'close-file', 'secondary')));
+    if (f.status === 'accepted') {
+      out.push(h('div', { class: 'actions' },
+        h('button', { class: 'secondary', id: 'reconcile-file', onclick: () => go('#/reconciliations', { file: f.id }) }, 'Reconcile…'),
+        step('Close file', 'close', null, 'close-file', 'secondary')));
+    }
   }
   return out;
 }
@@ -637,7 +641,10 @@ async function reconciliationsPage() {
   const p = params();
   const accepted = await list('/usage/files', ['in(status,(accepted,closed))', 'ordering(-created.at)'], 0);
   const page = await list('/usage/reconciliations', [], Number(p.offset || 0));
-  const file = h('select', { id: 'recon-file' }, accepted.items.map((f) => h('option', { value: f.id }, `${f.id} · ${f.name} · ${f.status}`)));
+  const file = h('select', { id: 'recon-file' },
+    h('option', { value: '' }, 'the file named in the workbook (report_id)'),
+    p.file && !accepted.items.some((f) => f.id === p.file) ? h('option', { value: p.file, selected: true }, p.file) : null,
+    accepted.items.map((f) => h('option', { value: f.id, selected: p.file === f.id }, `${f.id} · ${f.name} · ${f.status}`)));
   const input = h('input', { type: 'file', id: 'recon-input', accept: '.xlsx' });
   const note = h('input', { id: 'recon-note', placeholder: 'note' });
   const form = h('form', { class: 'card row', id: 'recon-form', onsubmit: async (e) => {
@@ -645,7 +652,7 @@ async function reconciliationsPage() {
     if (!input.files.length) { banner('Choose the reconciliation spreadsheet (.xlsx): record_id and external_billing_id per billed record.'); return; }
     const form = new FormData();
     form.append('recon_file', input.files[0]);
-    form.append('usagefile', file.value);
+    if (file.value) form.append('usagefile', file.value);
     form.append('note', note.value);
     const r = await act(() => call('/usage/reconciliations', { method: 'POST', form }));
     if (r) { notice(`Reconciliation ${r.id}: ${r.status}`); route(); }

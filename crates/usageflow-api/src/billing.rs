@@ -59,7 +59,7 @@ pub(crate) async fn export(
         marketplace: nonempty(q.marketplace),
         product: nonempty(q.product),
     };
-    let sources = usageflow_query::load_sources_of(&state.service, state.files.files().await?.to_vec()).await?;
+    let sources = usageflow_query::load_file_sources_of(&state.service, state.files.files().await?.to_vec()).await?;
     let ctx =
         usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &crate::sql::scope_of(&who))
             .await?;

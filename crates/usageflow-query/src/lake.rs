@@ -461,20 +461,31 @@ pub async fn load_sources(service: &usageflow_files::FileService) -> Result<Sour
     load_sources_of(service, files).await
 }
 
+/// What `usage_files` and `file_records` need (the lake, the catalogue, the files and their
+/// record changes), without chunks and reconciliations: enough for billing exports, and
+/// cheaper on accounts with many accepted files (chunks are listed per file).
+pub async fn load_file_sources_of(
+    service: &usageflow_files::FileService,
+    files: Vec<UsageFile>,
+) -> Result<Sources, QueryError> {
+    let mut sources = load_lake_sources(service).await?;
+    sources.changes = service.record_changes_of(&files).await.map_err(|e| QueryError::Source(e.to_string()))?;
+    sources.files = files;
+    Ok(sources)
+}
+
 /// [`load_sources`] with the usage files already at hand (from an index).
 pub async fn load_sources_of(
     service: &usageflow_files::FileService,
     files: Vec<UsageFile>,
 ) -> Result<Sources, QueryError> {
-    let mut sources = load_lake_sources(service).await?;
+    let mut sources = load_file_sources_of(service, files).await?;
     let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
-    sources.changes = service.record_changes_of(&files).await.map_err(|e| source(&e))?;
-    for f in &files {
+    for f in &sources.files {
         if matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed) {
             sources.chunks.extend(service.chunks(&f.id).await.map_err(|e| source(&e))?);
         }
     }
-    sources.files = files;
     let snapshots = service.snapshots();
     let prefix = object_store::path::Path::from("workflow/reconciliations");
     for id in snapshots.children(&prefix).await.map_err(|e| source(&e))? {

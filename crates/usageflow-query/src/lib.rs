@@ -25,7 +25,10 @@ pub mod committed;
 pub mod lake;
 
 pub use datafusion;
-pub use lake::{Scope, Sources, analyst_session, load_lake_sources, load_sources, load_sources_of, query, read_only};
+pub use lake::{
+    Scope, Sources, analyst_session, load_file_sources_of, load_lake_sources, load_sources, load_sources_of, query,
+    read_only,
+};
 pub mod output;
 pub use output::Format;
 
