@@ -49,11 +49,12 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
     CHUNKS.check(&query)?;
     let mut items = Vec::new();
     if who.role == Role::Provider {
-        for file in state.files.files().await?.iter() {
-            if file.provider.id == who.account && matches!(file.status, FileStatus::Accepted | FileStatus::Closed) {
-                items.extend(state.service.chunks(&file.id).await?.iter().map(chunk_json));
-            }
-        }
+        let files = state.files.files().await?;
+        let billed = files
+            .iter()
+            .filter(|f| f.provider.id == who.account && matches!(f.status, FileStatus::Accepted | FileStatus::Closed))
+            .map(|f| f.id.as_str());
+        items.extend(state.service.chunks_of(billed).await?.iter().map(chunk_json));
     }
     let (page, total) = select(items, &query, &CHUNKS)?;
     Ok(page_response(page, query.offset, total))

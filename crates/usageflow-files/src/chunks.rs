@@ -132,10 +132,17 @@ impl FileService {
 
     /// The chunks of a usage file.
     pub async fn chunks(&self, file_id: &str) -> Result<Vec<Chunk>, ServiceError> {
-        let stem = format!("UFC{}-", file_id.strip_prefix("UF").unwrap_or(file_id));
+        self.chunks_of([file_id]).await
+    }
+
+    /// The chunks of each of `file_ids`, in chunk id order, with one listing of the chunks.
+    pub async fn chunks_of<'a>(&self, file_ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<Chunk>, ServiceError> {
+        let files: std::collections::HashSet<&str> = file_ids.into_iter().collect();
         let mut out = Vec::new();
         for id in self.snapshots().children(&Path::from("workflow/chunks")).await? {
-            if id.starts_with(&stem) {
+            // `UFC-{file number}-{nnnn}` belongs to `UF-{file number}`.
+            let file = id.strip_prefix("UFC").and_then(|rest| rest.rsplit_once('-')).map(|(num, _)| format!("UF{num}"));
+            if file.is_some_and(|f| files.contains(f.as_str())) {
                 out.push(self.chunk(&id).await?);
             }
         }

@@ -481,11 +481,12 @@ pub async fn load_sources_of(
 ) -> Result<Sources, QueryError> {
     let mut sources = load_file_sources_of(service, files).await?;
     let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
-    for f in &sources.files {
-        if matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed) {
-            sources.chunks.extend(service.chunks(&f.id).await.map_err(|e| source(&e))?);
-        }
-    }
+    let billed = sources
+        .files
+        .iter()
+        .filter(|f| matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed))
+        .map(|f| f.id.as_str());
+    sources.chunks = service.chunks_of(billed).await.map_err(|e| source(&e))?;
     let snapshots = service.snapshots();
     let prefix = object_store::path::Path::from("workflow/reconciliations");
     for id in snapshots.children(&prefix).await.map_err(|e| source(&e))? {
