@@ -1,7 +1,9 @@
-//! The portal's file pages on a 10,000-file account: the requests the "Usage files" and
-//! "Review" pages make (`GET /public/v1/usage/files` with paging, ordering, filters and search)
-//! and a file's detail, through the server's router in process, on a local store. Also times
-//! the full read of every file's state, which the index replaces on each request.
+//! The portal's pages on a 10,000-file account: the requests the "Usage files" and "Review"
+//! pages make (`GET /public/v1/usage/files` with paging, ordering, filters and search), a file's
+//! detail, and the "Accepted records" and "Chunks" pages, through the server's router in
+//! process, on a local store. Every tenth file is deleted; the others get a four-record workbook
+//! uploaded, are submitted and accepted (which makes their chunks). Also times the full read of
+//! every file's state, which the index replaces on each request.
 //! Run: `cargo bench --bench portal_files` (`USAGEFLOW_BENCH_FILES` to change the count).
 #![allow(clippy::print_stdout, clippy::float_arithmetic)]
 
@@ -56,6 +58,34 @@ fn request(n: usize) -> CreateRequest {
     }
 }
 
+/// Four SMS records on the first days of the month starting `from`.
+fn workbook(from: NaiveDate) -> Vec<u8> {
+    let columns = usageflow_files::write::record_columns(ReportingSchema::Qt);
+    let assets = ["AS-1000-0719-1201", "AS-1000-8638-1202", "AS-1000-6557-1203", "AS-1000-6557-1203"];
+    let rows: Vec<Vec<String>> = assets
+        .iter()
+        .enumerate()
+        .map(|(n, asset)| {
+            let day = from + chrono::Days::new(n as u64);
+            columns
+                .iter()
+                .map(|c| match *c {
+                    "record_id" => format!("r{n}"),
+                    "item_search_criteria" => "item.mpn".into(),
+                    "item_search_value" => "FL-SMS".into(),
+                    "quantity" => format!("{}", 10 * (n + 1)),
+                    "start_time_utc" => format!("{day} 00:00:00"),
+                    "end_time_utc" => format!("{day} 23:59:59"),
+                    "asset_search_criteria" => "asset.id".into(),
+                    "asset_search_value" => (*asset).into(),
+                    _ => String::new(),
+                })
+                .collect()
+        })
+        .collect();
+    usageflow_files::write_workbook(&[], &[], &columns, &rows).unwrap()
+}
+
 fn quantiles(mut d: Vec<Duration>) -> (f64, f64) {
     d.sort();
     let ms = |x: Duration| x.as_secs_f64() * 1000.0;
@@ -74,24 +104,32 @@ async fn main() {
         .unwrap(),
     );
     let workflow = WorkflowStore::new(store.clone(), Arc::new(SystemClock));
+    let setup = FileService::new(store.clone(), workflow.clone(), catalogue.clone());
     let vendor = Actor::vendor("VA-200-002", r("SU-fieldlink", "fieldlink"));
+    let provider = Actor::provider("PA-500-001", r("SU-northwind", "northwind"));
     let started = Instant::now();
     let created: Vec<String> = futures::stream::iter((0..n).map(|i| {
-        let workflow = workflow.clone();
-        let vendor = vendor.clone();
+        let (workflow, setup, vendor, provider) = (workflow.clone(), setup.clone(), vendor.clone(), provider.clone());
         async move {
-            let f = workflow.create(request(i), &vendor).await.unwrap();
+            let req = request(i);
+            let book = workbook(req.file.period.from);
+            let f = workflow.create(req, &vendor).await.unwrap();
             if i % 10 == 0 {
                 workflow.act(&f.id, FileChange::Delete, &vendor).await.unwrap();
+            } else {
+                let up = setup.upload(&vendor, &f.id, "usage.xlsx", book).await.unwrap();
+                assert_eq!(up.file.status.as_str(), "ready", "{:?}", up.validation.errors);
+                setup.submit(&vendor, &f.id).await.unwrap();
+                setup.accept(&provider, &f.id, "").await.unwrap();
             }
             f.id
         }
     }))
-    .buffer_unordered(16)
+    .buffer_unordered(8)
     .collect()
     .await;
     println!(
-        "setup: {} files created in {:.1} s (every tenth deleted)",
+        "setup: {} files in {:.1} s (every tenth deleted, the others uploaded with 4 records, submitted, accepted)",
         created.len(),
         started.elapsed().as_secs_f64()
     );
@@ -104,7 +142,7 @@ async fn main() {
         all.len()
     );
 
-    let service = FileService::new(store.clone(), workflow, catalogue);
+    let service = FileService::new(store.clone(), workflow, catalogue.clone());
     let key = StoredKey {
         id: "SU-northwind".into(),
         name: "bench".into(),
@@ -135,19 +173,23 @@ async fn main() {
         cold.as_secs_f64() * 1000.0,
         range.unwrap_or_default()
     );
-    let pages: [(&str, String); 5] = [
+    let pages: [(&str, String); 8] = [
         ("first page, newest first", "/usage/files?ordering(-created.at)&limit=25".into()),
         ("last page", format!("/usage/files?ordering(-created.at)&limit=25&offset={}", n.saturating_sub(25))),
         ("status filter (review page)", "/usage/files?status=deleted&ordering(-created.at)&limit=25".into()),
         ("product + search", "/usage/files?product.id=PRD-200-200-002&search=2025-03&limit=25".into()),
         ("file detail", format!("/usage/files/{}", created[n / 2])),
+        ("file summary (review page)", format!("/usage/files/{}/summary", created[n / 2 + 1])),
+        ("accepted records, first page", "/usage/records?in(status,(approved,closed))&limit=25".into()),
+        ("chunks, first page", "/usage/chunks?limit=25".into()),
     ];
     println!("\n| request | median ms | p95 ms | answer |");
     println!("|---|---:|---:|---|");
     for (name, path) in pages {
         let mut times = Vec::new();
         let mut last = (None, 0);
-        for _ in 0..50 {
+        let rounds = if name.starts_with("accepted") || name.starts_with("chunks") { 5 } else { 50 };
+        for _ in 0..rounds {
             let (t, range, bytes) = get(path.clone()).await;
             times.push(t);
             last = (range, bytes);

@@ -1,9 +1,12 @@
 //! `/usage/chunks`: the per-hub parts of accepted files, for the provider that bills them.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use usageflow_model::{Chunk, ChunkStep, FileStatus};
 
@@ -54,7 +57,25 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
             .iter()
             .filter(|f| f.provider.id == who.account && matches!(f.status, FileStatus::Accepted | FileStatus::Closed))
             .map(|f| f.id.as_str());
-        items.extend(state.service.chunks_of(billed).await?.iter().map(chunk_json));
+        // Chunk versions never change once written: only new versions are read.
+        let versions = state.service.chunk_versions(billed).await?;
+        let missing: Vec<(String, u64)> = {
+            let cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            versions.iter().filter(|(id, v)| cache.get(id).is_none_or(|(c, _)| c != v)).cloned().collect()
+        };
+        let service = &state.service;
+        let read: Vec<(String, u64, Chunk)> = futures::stream::iter(missing.into_iter().map(|(id, v)| async move {
+            let chunk = service.chunk_version(&id, v).await?;
+            Ok::<_, usageflow_files::ServiceError>((id, v, chunk))
+        }))
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+        let mut cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, v, chunk) in read {
+            cache.insert(id, (v, Arc::new(chunk)));
+        }
+        items.extend(versions.iter().filter_map(|(id, _)| cache.get(id)).map(|(_, c)| chunk_json(c)));
     }
     let (page, total) = select(items, &query, &CHUNKS)?;
     Ok(page_response(page, query.offset, total))

@@ -19,6 +19,7 @@ mod openapi;
 mod portal;
 mod recon;
 mod records;
+mod records_cache;
 pub mod rql;
 mod rules;
 mod server;
@@ -50,6 +51,10 @@ pub struct AppState {
     pub files: Arc<usageflow_workflow::FileIndex>,
     /// The API form of the index's last snapshot, made again only when the snapshot changes.
     files_json: Arc<std::sync::Mutex<Option<FilesJson>>>,
+    /// Record rows of the files' current uploads, read once per upload.
+    records: Arc<records_cache::RecordsCache>,
+    /// The chunks read so far, by id, with their version.
+    chunks: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<usageflow_model::Chunk>)>>>,
 }
 
 /// A snapshot of the index and the API form of each of its files, in the same order.
@@ -66,6 +71,8 @@ impl AppState {
             events: None,
             files,
             files_json: Arc::default(),
+            records: Arc::default(),
+            chunks: Arc::default(),
         }
     }
 

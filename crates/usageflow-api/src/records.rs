@@ -174,7 +174,11 @@ async fn scope(state: &AppState, who: &Principal) -> ApiResult<(Vec<UsageFile>, 
 
 async fn session(state: &AppState, files: &[UsageFile]) -> ApiResult<datafusion::prelude::SessionContext> {
     let changes = state.service.record_changes_of(files).await?;
-    Ok(usageflow_query::records_session(state.service.object_store().clone(), files, &changes).await?)
+    let store = state.service.object_store().clone();
+    Ok(match state.records.table(&store, files).await? {
+        Some(rows) => usageflow_query::records_session_over(store, files, &changes, rows).await?,
+        None => usageflow_query::records_session(store, files, &changes).await?,
+    })
 }
 
 /// A record as the API shows it (`usage.UsageRecord`); quantities are exact JSON numbers.

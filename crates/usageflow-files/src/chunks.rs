@@ -137,16 +137,34 @@ impl FileService {
 
     /// The chunks of each of `file_ids`, in chunk id order, with one listing of the chunks.
     pub async fn chunks_of<'a>(&self, file_ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<Chunk>, ServiceError> {
-        let files: std::collections::HashSet<&str> = file_ids.into_iter().collect();
         let mut out = Vec::new();
-        for id in self.snapshots().children(&Path::from("workflow/chunks")).await? {
-            // `UFC-{file number}-{nnnn}` belongs to `UF-{file number}`.
-            let file = id.strip_prefix("UFC").and_then(|rest| rest.rsplit_once('-')).map(|(num, _)| format!("UF{num}"));
-            if file.is_some_and(|f| files.contains(f.as_str())) {
-                out.push(self.chunk(&id).await?);
-            }
+        for (id, version) in self.chunk_versions(file_ids).await? {
+            out.push(self.chunk_version(&id, version).await?);
         }
         Ok(out)
+    }
+
+    /// The latest version of each chunk of `file_ids`, in chunk id order, with one listing.
+    pub async fn chunk_versions<'a>(
+        &self,
+        file_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<(String, u64)>, ServiceError> {
+        let files: std::collections::HashSet<&str> = file_ids.into_iter().collect();
+        let versions = self.snapshots().latest_versions(&Path::from("workflow/chunks")).await?;
+        Ok(versions
+            .into_iter()
+            .filter(|(id, _)| {
+                // `UFC-{file number}-{nnnn}` belongs to `UF-{file number}`.
+                let file =
+                    id.strip_prefix("UFC").and_then(|rest| rest.rsplit_once('-')).map(|(num, _)| format!("UF{num}"));
+                file.is_some_and(|f| files.contains(f.as_str()))
+            })
+            .collect())
+    }
+
+    /// Version `version` of a chunk (versions never change once written).
+    pub async fn chunk_version(&self, chunk_id: &str, version: u64) -> Result<Chunk, ServiceError> {
+        Ok(self.snapshots().read::<Chunk>(&prefix(chunk_id), version).await?)
     }
 
     /// A provider step on a chunk: close with the billing batch id, or regenerate.

@@ -150,22 +150,34 @@ pub async fn records_session(
     files: &[UsageFile],
     changes: &[(String, RecordChanges)],
 ) -> Result<SessionContext, QueryError> {
-    let ctx = lake_context(store);
-    let live: Vec<&UsageFile> = files.iter().filter(|f| f.status != usageflow_model::FileStatus::Deleted).collect();
     let mut urls = Vec::new();
-    for file in &live {
+    for file in files.iter().filter(|f| f.status != usageflow_model::FileStatus::Deleted) {
         if let Some(path) = file.processed_file.as_ref().and_then(usageflow_files::records_object_path) {
             urls.push(ListingTableUrl::parse(format!("{LAKE_URL}{path}"))?);
         }
     }
     let schema = file_records_schema();
-    if urls.is_empty() {
-        ctx.register_table("record_rows", Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+    let rows: Arc<dyn datafusion::datasource::TableProvider> = if urls.is_empty() {
+        Arc::new(MemTable::try_new(schema, vec![vec![]])?)
     } else {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
-        ctx.register_table("record_rows", Arc::new(ListingTable::try_new(config)?))?;
-    }
+        Arc::new(ListingTable::try_new(config)?)
+    };
+    records_session_over(store, files, changes, rows).await
+}
+
+/// [`records_session`] with the record rows already at hand (`rows` has
+/// [`usageflow_files::records::file_records_schema`] and holds the rows of `files`' current uploads).
+pub async fn records_session_over(
+    store: Arc<dyn ObjectStore>,
+    files: &[UsageFile],
+    changes: &[(String, RecordChanges)],
+    rows: Arc<dyn datafusion::datasource::TableProvider>,
+) -> Result<SessionContext, QueryError> {
+    let ctx = lake_context(store);
+    let live: Vec<&UsageFile> = files.iter().filter(|f| f.status != usageflow_model::FileStatus::Deleted).collect();
+    ctx.register_table("record_rows", rows)?;
     ctx.register_table("usage_files", Arc::new(usage_files_table(&live)?))?;
     ctx.register_table("record_changes", Arc::new(record_changes_table(changes)?))?;
     ctx.sql(&format!("CREATE VIEW records AS {RECORD_VIEW}")).await?;

@@ -41,6 +41,37 @@ impl Snapshots {
         else {
             return Ok(None);
         };
+        Ok(Some((version, self.read(prefix, version).await?)))
+    }
+
+    /// The latest version of every object under `parent` (`{parent}/{name}/{version}.json`),
+    /// with one listing.
+    pub async fn latest_versions(&self, parent: &Path) -> Result<std::collections::BTreeMap<String, u64>> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(parent))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store { path: parent.to_string(), source })?;
+        let mut latest = std::collections::BTreeMap::new();
+        let depth = parent.parts().count();
+        for meta in &listed {
+            let parts: Vec<_> = meta.location.parts().collect();
+            if parts.len() != depth + 2 {
+                continue;
+            }
+            let Some(version) = parts[depth + 1].as_ref().strip_suffix(".json").and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let v = latest.entry(parts[depth].as_ref().to_owned()).or_insert(version);
+            *v = (*v).max(version);
+        }
+        Ok(latest)
+    }
+
+    /// Version `version` of the object under `prefix`.
+    pub async fn read<T: DeserializeOwned>(&self, prefix: &Path, version: u64) -> Result<T> {
         let path = key(prefix, version);
         let bytes = self
             .store
@@ -50,9 +81,7 @@ impl Snapshots {
             .bytes()
             .await
             .map_err(|source| Error::Store { path: path.to_string(), source })?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Corrupt { path: path.to_string(), reason: e.to_string() })?;
-        Ok(Some((version, value)))
+        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt { path: path.to_string(), reason: e.to_string() })
     }
 
     /// Writes `value` as `version` unless that version exists; `Ok(false)` when another writer
