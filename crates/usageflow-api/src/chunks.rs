@@ -47,6 +47,21 @@ async fn visible(state: &AppState, who: &Principal, id: &str) -> ApiResult<Chunk
     }
 }
 
+/// The latest version of every chunk: listed at most once a second, and again after any call
+/// of this server that may change chunks.
+async fn chunk_versions(state: &AppState) -> ApiResult<Arc<std::collections::BTreeMap<String, u64>>> {
+    if let Some((at, versions)) =
+        state.chunk_versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+        && at.elapsed() < std::time::Duration::from_secs(1)
+    {
+        return Ok(versions.clone());
+    }
+    let versions = Arc::new(state.service.all_chunk_versions().await?);
+    *state.chunk_versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        Some((std::time::Instant::now(), versions.clone()));
+    Ok(versions)
+}
+
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
     CHUNKS.check(&query)?;
@@ -58,7 +73,8 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
             .filter(|f| f.provider.id == who.account && matches!(f.status, FileStatus::Accepted | FileStatus::Closed))
             .map(|f| f.id.as_str());
         // Chunk versions never change once written: only new versions are read.
-        let versions = state.service.chunk_versions(billed).await?;
+        let all = chunk_versions(&state).await?;
+        let versions = usageflow_files::chunks_of_files(&all, billed);
         let missing: Vec<(String, u64)> = {
             let cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             versions.iter().filter(|(id, v)| cache.get(id).is_none_or(|(c, _)| c != v)).cloned().collect()

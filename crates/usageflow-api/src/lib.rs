@@ -54,8 +54,17 @@ pub struct AppState {
     /// Record rows of the files' current uploads, read once per upload.
     records: Arc<records_cache::RecordsCache>,
     /// The chunks read so far, by id, with their version.
-    chunks: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<usageflow_model::Chunk>)>>>,
+    chunks: Arc<std::sync::Mutex<ChunkCache>>,
+    /// The latest version of every chunk and when it was listed; kept for a second, and
+    /// dropped by any call that may change chunks.
+    chunk_versions: Arc<std::sync::Mutex<Option<ChunkVersions>>>,
 }
+
+/// When the chunks were listed, and their latest versions.
+type ChunkVersions = (std::time::Instant, Arc<std::collections::BTreeMap<String, u64>>);
+
+/// Chunks by id, with the version read.
+type ChunkCache = std::collections::HashMap<String, (u64, Arc<usageflow_model::Chunk>)>;
 
 /// A snapshot of the index and the API form of each of its files, in the same order.
 type FilesJson = (Arc<Vec<UsageFile>>, Arc<Vec<serde_json::Value>>);
@@ -73,6 +82,7 @@ impl AppState {
             files_json: Arc::default(),
             records: Arc::default(),
             chunks: Arc::default(),
+            chunk_versions: Arc::default(),
         }
     }
 
@@ -174,6 +184,21 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
         });
+    let writes = state.clone();
+    let v1 =
+        v1.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let state = writes.clone();
+            async move {
+                let write = request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD;
+                let response = next.run(request).await;
+                if write {
+                    // Accepting files, closing records or chunks, reconciling: the chunk listing
+                    // may have changed.
+                    *state.chunk_versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                }
+                response
+            }
+        }));
     Router::new()
         .nest("/public/v1", v1)
         .route("/healthz", get(|| async { "ok" }))

@@ -15,11 +15,14 @@ use usageflow_model::{FileStatus, UsageFile};
 
 use crate::error::{ApiError, ApiResult};
 
+/// A file's records object path and its rows.
+type Entry = (String, Arc<Vec<RecordBatch>>);
+
 /// Cached record rows per file.
 #[derive(Debug)]
 pub(crate) struct RecordsCache {
-    /// File id → (records object path, its rows).
-    entries: Mutex<HashMap<String, (String, Arc<Vec<RecordBatch>>)>>,
+    /// File id → its entry.
+    entries: Mutex<HashMap<String, Entry>>,
     max_rows: usize,
 }
 
@@ -80,8 +83,11 @@ impl RecordsCache {
             .flat_map(|(_, b)| b.iter().cloned())
             .filter(|b| b.num_rows() > 0)
             .collect();
-        let table = MemTable::try_new(usageflow_files::records::file_records_schema(), vec![batches])
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        drop(entries);
+        // One batch instead of one per file: the engine's cost is per batch, and files are small.
+        let schema = usageflow_files::records::file_records_schema();
+        let one = arrow::compute::concat_batches(&schema, &batches).map_err(|e| ApiError::internal(e.to_string()))?;
+        let table = MemTable::try_new(schema, vec![vec![one]]).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Some(Arc::new(table)))
     }
 }

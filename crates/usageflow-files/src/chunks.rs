@@ -149,19 +149,36 @@ impl FileService {
         &self,
         file_ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<Vec<(String, u64)>, ServiceError> {
-        let files: std::collections::HashSet<&str> = file_ids.into_iter().collect();
-        let versions = self.snapshots().latest_versions(&Path::from("workflow/chunks")).await?;
-        Ok(versions
-            .into_iter()
+        Ok(chunks_of_files(&self.all_chunk_versions().await?, file_ids))
+    }
+
+    /// The latest version of every chunk, with one listing.
+    pub async fn all_chunk_versions(&self) -> Result<BTreeMap<String, u64>, ServiceError> {
+        Ok(self.snapshots().latest_versions(&Path::from("workflow/chunks")).await?)
+    }
+}
+
+/// The `(chunk id, version)` of `versions` that belong to `file_ids`, in chunk id order.
+pub fn chunks_of_files<'a>(
+    versions: &BTreeMap<String, u64>,
+    file_ids: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, u64)> {
+    let files: std::collections::HashSet<&str> = file_ids.into_iter().collect();
+    {
+        versions
+            .iter()
+            .map(|(id, v)| (id.clone(), *v))
             .filter(|(id, _)| {
                 // `UFC-{file number}-{nnnn}` belongs to `UF-{file number}`.
                 let file =
                     id.strip_prefix("UFC").and_then(|rest| rest.rsplit_once('-')).map(|(num, _)| format!("UF{num}"));
                 file.is_some_and(|f| files.contains(f.as_str()))
             })
-            .collect())
+            .collect()
     }
+}
 
+impl FileService {
     /// Version `version` of a chunk (versions never change once written).
     pub async fn chunk_version(&self, chunk_id: &str, version: u64) -> Result<Chunk, ServiceError> {
         Ok(self.snapshots().read::<Chunk>(&prefix(chunk_id), version).await?)

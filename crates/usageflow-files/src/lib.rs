@@ -17,6 +17,7 @@ pub mod write;
 pub mod xlsx;
 mod zipdir;
 
+pub use chunks::chunks_of_files;
 pub use records::{RecordChange, RecordChanges, RecordOutcome, RecordRequest, record_status_of, records_object_path};
 pub use service::{CreateFile, FileService, ServiceError, UploadOutcome};
 pub use validate::{FileContext, REQUIRED_COLUMNS, RowError, ValidRecord, Validation, validate};
