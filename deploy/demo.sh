@@ -79,6 +79,7 @@ head -n 3 "$demo_dir/billing-$run_id.csv" | cut -c1-160
 echo "== the HTTP API (Connect usage API) with a vendor key"
 export USAGEFLOW__API__KEYS_FILE="$demo_dir/api-keys-$run_id.toml"
 key="$("$bin" --config config/usageflow.toml api-key add --account VA-200-002 --role vendor --name demo 2>/dev/null)"
+provider_key="$("$bin" --config config/usageflow.toml api-key add --account PA-500-001 --role provider --name demo 2>/dev/null)"
 port="${USAGEFLOW_DEMO_API_PORT:-18080}"
 "$bin" --config config/usageflow.toml serve --listen "127.0.0.1:$port" 2>"$demo_dir/api-$run_id.log" &
 api_pid=$!
@@ -94,8 +95,10 @@ curl -fsS -H "Authorization: ApiKey $key" "http://127.0.0.1:$port/public/v1/usag
   | cut -c1-300
 echo
 echo "== the portals"
-provider_key="$("$bin" --config config/usageflow.toml api-key add --account PA-500-001 --role provider --name demo 2>/dev/null)"
 curl -fsS "http://127.0.0.1:$port/portal/" | grep -o '<title>[^<]*</title>'
+for k in "$key" "$provider_key"; do
+  curl -fsS -H "Authorization: ApiKey $k" "http://127.0.0.1:$port/public/v1/me" | grep -o '"role":"[a-z]*"'
+done
 curl -fsS -o /dev/null -w 'GET /portal/app.js: %{http_code}, %{size_download} bytes\n' "http://127.0.0.1:$port/portal/app.js"
 if [ "${USAGEFLOW_DEMO_SERVE:-0}" = "1" ]; then
   echo "Open http://127.0.0.1:$port/portal/ and sign in with"

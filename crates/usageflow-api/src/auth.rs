@@ -65,10 +65,26 @@ struct KeyFile {
     keys: Vec<StoredKey>,
 }
 
-/// The keys the server accepts.
-#[derive(Debug, Clone, Default)]
+/// The keys the server accepts. A ring loaded from a key file follows the file: a key added
+/// with `usageflow api-key add` (or removed from the file) takes effect within a second, without
+/// a restart; a file that no longer parses is reported and the keys it had stay in force.
+#[derive(Debug, Default)]
 pub struct KeyRing {
-    keys: HashMap<String, StoredKey>,
+    keys: std::sync::RwLock<HashMap<String, StoredKey>>,
+    source: Option<KeySource>,
+}
+
+/// The key file a ring follows, and what was last seen of it.
+#[derive(Debug)]
+struct KeySource {
+    path: std::path::PathBuf,
+    /// When the file was last looked at, and its modification time and length then.
+    seen: std::sync::Mutex<(std::time::Instant, Option<(std::time::SystemTime, u64)>)>,
+}
+
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Why a key file could not be used.
@@ -94,14 +110,46 @@ pub fn digest(key: &str) -> String {
 impl KeyRing {
     /// A key ring of `keys`.
     pub fn new(keys: impl IntoIterator<Item = StoredKey>) -> Self {
-        Self { keys: keys.into_iter().map(|k| (k.id.clone(), k)).collect() }
+        Self { keys: std::sync::RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()), source: None }
     }
 
-    /// Loads the key file (an absent file is an empty ring).
+    /// Loads the key file (an absent file is an empty ring) and follows it from then on.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        let stamp = file_stamp(path);
+        let keys = Self::read_file(path)?;
+        let mut ring = Self::new(keys);
+        ring.source =
+            Some(KeySource { path: path.to_owned(), seen: std::sync::Mutex::new((std::time::Instant::now(), stamp)) });
+        Ok(ring)
+    }
+
+    /// Re-reads the key file when it changed (looked at most once a second).
+    fn follow(&self) {
+        let Some(source) = &self.source else { return };
+        let mut seen = source.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.0.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        seen.0 = std::time::Instant::now();
+        let stamp = file_stamp(&source.path);
+        if stamp == seen.1 {
+            return;
+        }
+        match Self::read_file(&source.path) {
+            Ok(keys) => {
+                let keys: HashMap<String, StoredKey> = keys.into_iter().map(|k| (k.id.clone(), k)).collect();
+                tracing::info!(path = %source.path.display(), keys = keys.len(), "API key file reloaded");
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+                seen.1 = stamp;
+            }
+            Err(err) => tracing::warn!(%err, "the API key file changed but cannot be used; the previous keys stay"),
+        }
+    }
+
+    fn read_file(path: &Path) -> Result<Vec<StoredKey>, KeyFileError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(KeyFileError::Io { path: path.display().to_string(), source }),
         };
         let file: KeyFile = toml::from_str(&text)
@@ -114,7 +162,7 @@ impl KeyRing {
                 });
             }
         }
-        Ok(Self::new(file.keys))
+        Ok(file.keys)
     }
 
     /// Appends a new key to the key file and returns the key (shown once; only its digest is
@@ -150,30 +198,33 @@ impl KeyRing {
     }
 
     /// The keys, ordered by id.
-    pub fn keys(&self) -> Vec<&StoredKey> {
-        let mut keys: Vec<&StoredKey> = self.keys.values().collect();
+    pub fn keys(&self) -> Vec<StoredKey> {
+        let mut keys: Vec<StoredKey> =
+            self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
         keys.sort_by(|a, b| a.id.cmp(&b.id));
         keys
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     /// The key a header value names, if it is genuine.
-    pub fn verify(&self, key: &str) -> Option<&StoredKey> {
+    pub fn verify(&self, key: &str) -> Option<StoredKey> {
+        self.follow();
         let (id, _) = key.split_once('.')?;
-        let stored = self.keys.get(id)?;
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stored = keys.get(id)?;
         let given = digest(key);
         // Constant-time comparison of the digests.
         let same = given.bytes().zip(stored.sha256.to_ascii_lowercase().bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        (same == 0 && given.len() == stored.sha256.len()).then_some(stored)
+        (same == 0 && given.len() == stored.sha256.len()).then(|| stored.clone())
     }
 }
 
@@ -222,12 +273,7 @@ where
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be `ApiKey <key>`"))?;
         let stored = state.as_ref().verify(key).ok_or_else(|| unauthorized("the API key is not valid"))?;
-        Ok(Principal {
-            key_id: stored.id.clone(),
-            key_name: stored.name.clone(),
-            account: stored.account.clone(),
-            role: stored.role,
-        })
+        Ok(Principal { key_id: stored.id, key_name: stored.name, account: stored.account, role: stored.role })
     }
 }
 
@@ -251,5 +297,29 @@ mod tests {
         assert!(ring.verify(&wrong).is_none());
         assert!(ring.verify("SU-unknown.secret").is_none());
         assert!(ring.verify("no-dot").is_none());
+    }
+
+    #[test]
+    fn a_loaded_ring_follows_its_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let (first, _) = KeyRing::add_to_file(&path, "VA-200-002", Role::Vendor, "first").unwrap();
+        let ring = KeyRing::load(&path).unwrap();
+        assert!(ring.verify(&first).is_some());
+        let (second, _) = KeyRing::add_to_file(&path, "PA-500-001", Role::Provider, "second").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(ring.verify(&second).map(|k| k.role), Some(Role::Provider), "added while running");
+        assert_eq!(ring.len(), 2);
+        // A broken edit is reported and the keys in force stay.
+        std::fs::write(&path, "keys = [ this is not toml").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(ring.verify(&first).is_some() && ring.verify(&second).is_some());
+        // Removing a key from the file revokes it.
+        let text = toml::to_string(&KeyFile { keys: ring.keys().into_iter().filter(|k| k.name == "first").collect() })
+            .unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(ring.verify(&second).is_none(), "revoked without a restart");
+        assert!(ring.verify(&first).is_some());
     }
 }
