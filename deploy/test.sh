@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the real local stack:
+# installs missing system packages (with headless Chromium for the portal's browser tests),
 # starts the Kafka broker and the S3-compatible server (installing them on first use),
 # runs `cargo test --workspace --locked` (extra arguments are passed on), and stops the services
 # it started, whatever happened.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
+
+"$here/install-deps.sh" --browser
 
 started=0
 if ! "$here/stack.sh" status >/dev/null 2>&1; then
