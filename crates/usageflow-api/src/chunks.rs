@@ -62,6 +62,33 @@ async fn chunk_versions(state: &AppState) -> ApiResult<Arc<std::collections::BTr
     Ok(versions)
 }
 
+/// The chunks of `file_ids`, in chunk id order. Chunk versions never change once written: only
+/// versions not read before are read.
+pub(crate) async fn chunks_of<'a>(
+    state: &AppState,
+    file_ids: impl IntoIterator<Item = &'a str>,
+) -> ApiResult<Vec<Arc<Chunk>>> {
+    let all = chunk_versions(state).await?;
+    let versions = usageflow_files::chunks_of_files(&all, file_ids);
+    let missing: Vec<(String, u64)> = {
+        let cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        versions.iter().filter(|(id, v)| cache.get(id).is_none_or(|(c, _)| c != v)).cloned().collect()
+    };
+    let service = &state.service;
+    let read: Vec<(String, u64, Chunk)> = futures::stream::iter(missing.into_iter().map(|(id, v)| async move {
+        let chunk = service.chunk_version(&id, v).await?;
+        Ok::<_, usageflow_files::ServiceError>((id, v, chunk))
+    }))
+    .buffer_unordered(16)
+    .try_collect()
+    .await?;
+    let mut cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (id, v, chunk) in read {
+        cache.insert(id, (v, Arc::new(chunk)));
+    }
+    Ok(versions.iter().filter_map(|(id, _)| cache.get(id)).map(|(_, c)| c.clone()).collect())
+}
+
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
     CHUNKS.check(&query)?;
@@ -72,26 +99,7 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
             .iter()
             .filter(|f| f.provider.id == who.account && matches!(f.status, FileStatus::Accepted | FileStatus::Closed))
             .map(|f| f.id.as_str());
-        // Chunk versions never change once written: only new versions are read.
-        let all = chunk_versions(&state).await?;
-        let versions = usageflow_files::chunks_of_files(&all, billed);
-        let missing: Vec<(String, u64)> = {
-            let cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            versions.iter().filter(|(id, v)| cache.get(id).is_none_or(|(c, _)| c != v)).cloned().collect()
-        };
-        let service = &state.service;
-        let read: Vec<(String, u64, Chunk)> = futures::stream::iter(missing.into_iter().map(|(id, v)| async move {
-            let chunk = service.chunk_version(&id, v).await?;
-            Ok::<_, usageflow_files::ServiceError>((id, v, chunk))
-        }))
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
-        let mut cache = state.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (id, v, chunk) in read {
-            cache.insert(id, (v, Arc::new(chunk)));
-        }
-        items.extend(versions.iter().filter_map(|(id, _)| cache.get(id)).map(|(_, c)| chunk_json(c)));
+        items.extend(chunks_of(&state, billed).await?.iter().map(|c| chunk_json(c)));
     }
     let (page, total) = select(items, &query, &CHUNKS)?;
     Ok(page_response(page, query.offset, total))

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use usageflow_model::Chunk;
 use usageflow_query::{Format, Scope};
 
 use crate::error::{ApiError, ApiResult};
@@ -34,7 +35,16 @@ pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: B
         "csv" => Format::Csv,
         other => return Err(ApiError::invalid(format!("format `{other}` is not json or csv"))),
     };
-    let sources = usageflow_query::load_sources_of(&state.service, state.files.files().await?.to_vec()).await?;
+    // The files and chunks come from the server's index and caches; only the record changes
+    // and the reconciliations are read per call.
+    let files = state.files.files().await?;
+    let mut sources = usageflow_query::load_file_sources_of(&state.service, files.to_vec()).await?;
+    let billed = files
+        .iter()
+        .filter(|f| matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed))
+        .map(|f| f.id.as_str());
+    sources.chunks = crate::chunks::chunks_of(&state, billed).await?.iter().map(|c| Chunk::clone(c)).collect();
+    sources.reconciliations = usageflow_query::load_reconciliations(&state.service).await?;
     let ctx = usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &scope_of(&who)).await?;
     let bad = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::BAD_REQUEST, "SQL_001", e.to_string());
     let df = ctx.sql_with_options(sql, usageflow_query::read_only()).await.map_err(|e| bad(&e))?;

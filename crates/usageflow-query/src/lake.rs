@@ -487,14 +487,24 @@ pub async fn load_sources_of(
         .filter(|f| matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed))
         .map(|f| f.id.as_str());
     sources.chunks = service.chunks_of(billed).await.map_err(|e| source(&e))?;
+    sources.reconciliations = load_reconciliations(service).await?;
+    Ok(sources)
+}
+
+/// Every reconciliation as stored (the latest version of each).
+pub async fn load_reconciliations(
+    service: &usageflow_files::FileService,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
     let snapshots = service.snapshots();
     let prefix = object_store::path::Path::from("workflow/reconciliations");
+    let mut out = Vec::new();
     for id in snapshots.children(&prefix).await.map_err(|e| source(&e))? {
         if let Some((_, r)) =
             snapshots.latest::<serde_json::Value>(&prefix.clone().join(id.as_str())).await.map_err(|e| source(&e))?
         {
-            sources.reconciliations.push(r);
+            out.push(r);
         }
     }
-    Ok(sources)
+    Ok(out)
 }

@@ -26,8 +26,8 @@ pub mod lake;
 
 pub use datafusion;
 pub use lake::{
-    Scope, Sources, analyst_session, load_file_sources_of, load_lake_sources, load_sources, load_sources_of, query,
-    read_only,
+    Scope, Sources, analyst_session, load_file_sources_of, load_lake_sources, load_reconciliations, load_sources,
+    load_sources_of, query, read_only,
 };
 pub mod output;
 pub use output::Format;
