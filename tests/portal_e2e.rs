@@ -309,38 +309,44 @@ async fn commit_events(store: Arc<dyn ObjectStore>, events: &[(&str, i128, i64)]
     total
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vendor_to_distributor_in_the_browser() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path().join("store"))).unwrap();
+/// Committed events of the current month: `(asset, quantity, hours ago)`.
+const LIVE_EVENTS: &[(&str, i128, i64)] =
+    &[("AS-1000-0719-1201", 5, 3), ("AS-1000-0719-1201", 7, 2), ("AS-1000-8638-1202", 11, 1)];
+
+/// The server's router over `store` with the sample catalogue, accepting `keys`
+/// (`(key, account, role)`; the key id is the part before the dot), and its file service.
+fn portal_app(store: Arc<dyn ObjectStore>, keys: &[(&str, &str, Role)]) -> (FileService, axum::Router) {
     let catalogue = Arc::new(
         usageflow_catalog::load_dir(
             &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
         )
         .unwrap(),
     );
-    let service = FileService::new(store.clone(), WorkflowStore::new(store.clone(), Arc::new(SystemClock)), catalogue);
-    let keys = [
-        ("SU-fieldlink", VENDOR_KEY, "VA-200-002", Role::Vendor),
-        ("SU-northwind", PROVIDER_KEY, "PA-500-001", Role::Provider),
-        ("SU-blueharbor", RESELLER_KEY, "RA-700-001", Role::Reseller),
-    ]
-    .map(|(id, key, account, role)| StoredKey {
-        id: id.into(),
-        name: id.into(),
-        account: account.into(),
-        role,
-        sha256: digest(key),
+    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue);
+    let keys = keys.iter().map(|(key, account, role)| {
+        let id = key.split_once('.').map_or(*key, |(id, _)| id);
+        StoredKey { id: id.into(), name: id.into(), account: (*account).into(), role: *role, sha256: digest(key) }
     });
     let app = usageflow_api::app(AppState::new(service.clone(), KeyRing::new(keys)), &ApiConfig::default());
+    (service, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_to_distributor_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path().join("store"))).unwrap();
+    let (service, app) = portal_app(
+        store.clone(),
+        &[
+            (VENDOR_KEY, "VA-200-002", Role::Vendor),
+            (PROVIDER_KEY, "PA-500-001", Role::Provider),
+            (RESELLER_KEY, "RA-700-001", Role::Reseller),
+        ],
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let live_total = commit_events(
-        store.clone(),
-        &[("AS-1000-0719-1201", 5, 3), ("AS-1000-0719-1201", 7, 2), ("AS-1000-8638-1202", 11, 1)],
-    )
-    .await;
+    let live_total = commit_events(store.clone(), LIVE_EVENTS).await;
 
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
@@ -539,29 +545,17 @@ async fn live_view_is_exact_and_scoped() {
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
     let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
-    let catalogue = Arc::new(
-        usageflow_catalog::load_dir(
-            &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
-        )
-        .unwrap(),
-    );
-    let service = FileService::new(store.clone(), WorkflowStore::new(store.clone(), Arc::new(SystemClock)), catalogue);
     let accounts = [
         ("fieldlink", "VA-200-002", Role::Vendor),
         ("vaultline", "VA-300-003", Role::Vendor),
         ("northwind", "PA-500-001", Role::Provider),
         ("blueharbor", "RA-700-001", Role::Reseller),
     ];
-    let keys = accounts.map(|(name, account, role)| StoredKey {
-        id: format!("SU-{name}"),
-        name: name.into(),
-        account: account.into(),
-        role,
-        sha256: digest(&format!("SU-{name}.live-{name}")),
-    });
-    let app = usageflow_api::app(AppState::new(service, KeyRing::new(keys)), &ApiConfig::default());
-    commit_events(store, &[("AS-1000-0719-1201", 5, 3), ("AS-1000-0719-1201", 7, 2), ("AS-1000-8638-1202", 11, 1)])
-        .await;
+    let keys: Vec<(String, &str, Role)> =
+        accounts.iter().map(|(name, account, role)| (format!("SU-{name}.live-{name}"), *account, *role)).collect();
+    let keys: Vec<(&str, &str, Role)> = keys.iter().map(|(k, a, r)| (k.as_str(), *a, *r)).collect();
+    let (_, app) = portal_app(store.clone(), &keys);
+    commit_events(store, LIVE_EVENTS).await;
     let get = |who: &str, query: &str| {
         let req = axum::http::Request::builder()
             .uri(format!("/public/v1/usage/live{query}"))

@@ -26,10 +26,11 @@ pub(crate) struct ExportQuery {
     product: Option<String>,
 }
 
-fn day(text: Option<String>, name: &str) -> ApiResult<Option<NaiveDate>> {
+/// The day a query parameter names (`YYYY-MM-DD`); none when absent or empty.
+pub(crate) fn day(text: Option<&str>, name: &str) -> ApiResult<Option<NaiveDate>> {
     match text.filter(|t| !t.is_empty()) {
         None => Ok(None),
-        Some(t) => NaiveDate::parse_from_str(&t, "%Y-%m-%d")
+        Some(t) => NaiveDate::parse_from_str(t, "%Y-%m-%d")
             .map(Some)
             .map_err(|_| ApiError::invalid(format!("{name} `{t}` is not a date (YYYY-MM-DD)"))),
     }
@@ -53,16 +54,14 @@ pub(crate) async fn export(
     };
     let nonempty = |v: Option<String>| v.filter(|t| !t.is_empty());
     let selection = Selection {
-        from: day(q.from, "from")?,
-        to: day(q.to, "to")?,
+        from: day(q.from.as_deref(), "from")?,
+        to: day(q.to.as_deref(), "to")?,
         hub: nonempty(q.hub),
         marketplace: nonempty(q.marketplace),
         product: nonempty(q.product),
     };
     let sources = usageflow_query::load_file_sources_of(&state.service, state.files.files().await?.to_vec()).await?;
-    let ctx =
-        usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &crate::sql::scope_of(&who))
-            .await?;
+    let ctx = crate::sql::session(&state, &who, &sources).await?;
     let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, &format).await?;
     let name = format!(
         "billing-{}-{}.{extension}",

@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use usageflow_model::{Chunk, ChunkStep, FileStatus};
+use usageflow_model::{Chunk, ChunkStep};
 
 use crate::error::{ApiError, ApiResult};
 use crate::files::{parse_json, xlsx_response};
@@ -95,10 +95,8 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
     let mut items = Vec::new();
     if who.role == Role::Provider {
         let files = state.files.files().await?;
-        let billed = files
-            .iter()
-            .filter(|f| f.provider.id == who.account && matches!(f.status, FileStatus::Accepted | FileStatus::Closed))
-            .map(|f| f.id.as_str());
+        let billed =
+            files.iter().filter(|f| f.provider.id == who.account && f.status.is_billed()).map(|f| f.id.as_str());
         items.extend(chunks_of(&state, billed).await?.iter().map(|c| chunk_json(c)));
     }
     let (page, total) = select(items, &query, &CHUNKS)?;

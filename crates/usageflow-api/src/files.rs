@@ -386,13 +386,11 @@ pub(crate) async fn processed_document(
 }
 
 fn template_product<'a>(state: &'a AppState, who: &Principal, id: &str) -> ApiResult<&'a usageflow_model::Product> {
-    let product = state.catalogue.product(id).ok_or_else(|| ApiError::not_found("product", id))?;
-    let allowed = match who.role {
-        Role::Vendor => product.vendor == who.account,
-        Role::Provider => provides(state, &who.account, id),
-        Role::Reseller => false,
-    };
-    if allowed { Ok(product) } else { Err(ApiError::not_found("product", id)) }
+    state
+        .catalogue
+        .product(id)
+        .filter(|p| crate::catalog::sees_product(state, who, p))
+        .ok_or_else(|| ApiError::not_found("product", id))
 }
 
 pub(crate) async fn template(

@@ -90,24 +90,27 @@ fn instant(text: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
-/// A value parsed once for sorting, compared like [`compare`].
-struct SortKey {
+/// A value read as a number, or else an instant, once; then compared like [`compare`].
+struct SortKey<'a> {
     number: Option<Decimal>,
     instant: Option<DateTime<Utc>>,
-    text: String,
+    text: std::borrow::Cow<'a, str>,
 }
 
-impl SortKey {
-    fn new(text: String) -> Self {
+impl<'a> SortKey<'a> {
+    fn new(text: impl Into<std::borrow::Cow<'a, str>>) -> Self {
+        let text = text.into();
         let number = text.parse::<Decimal>().ok();
         let instant = if number.is_none() { instant(&text) } else { None };
         Self { number, instant, text }
     }
 
+    /// As numbers when both are, then as instants when both are, then as text.
     fn cmp(&self, other: &Self) -> Ordering {
         if let (Some(x), Some(y)) = (self.number, other.number) {
             return x.cmp(&y);
         }
+        // A number that is also an instant (a bare year, say) is read as one only here.
         if let (Some(x), Some(y)) =
             (self.instant.or_else(|| instant(&self.text)), other.instant.or_else(|| instant(&other.text)))
         {
@@ -119,13 +122,7 @@ impl SortKey {
 
 /// Compares two values as numbers, then as instants, then as text.
 pub fn compare(a: &str, b: &str) -> Ordering {
-    if let (Ok(x), Ok(y)) = (a.parse::<Decimal>(), b.parse::<Decimal>()) {
-        return x.cmp(&y);
-    }
-    if let (Some(x), Some(y)) = (instant(a), instant(b)) {
-        return x.cmp(&y);
-    }
-    a.cmp(b)
+    SortKey::new(a).cmp(&SortKey::new(b))
 }
 
 /// `like` with `*` (and `%`) as wildcards.

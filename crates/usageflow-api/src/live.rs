@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use usageflow_query::sql_string;
@@ -29,13 +29,6 @@ pub(crate) struct LiveQuery {
     bucket: Option<String>,
 }
 
-fn day(text: Option<&str>, default: NaiveDate, name: &str) -> ApiResult<NaiveDate> {
-    text.filter(|t| !t.is_empty()).map_or(Ok(default), |t| {
-        NaiveDate::parse_from_str(t, "%Y-%m-%d")
-            .map_err(|_| ApiError::invalid(format!("{name} `{t}` is not a date (YYYY-MM-DD)")))
-    })
-}
-
 /// The live view at `now`.
 pub(crate) async fn live_at(state: &AppState, who: &Principal, q: LiveQuery, now: DateTime<Utc>) -> ApiResult<Value> {
     if who.role == Role::Reseller {
@@ -43,8 +36,8 @@ pub(crate) async fn live_at(state: &AppState, who: &Principal, q: LiveQuery, now
     }
     let today = now.date_naive();
     let month_start = today.with_day(1).unwrap_or(today);
-    let from = day(q.from.as_deref(), month_start, "from")?;
-    let to = day(q.to.as_deref(), today, "to")?;
+    let from = crate::billing::day(q.from.as_deref(), "from")?.unwrap_or(month_start);
+    let to = crate::billing::day(q.to.as_deref(), "to")?.unwrap_or(today);
     if to < from {
         return Err(ApiError::invalid(format!("to ({to}) is before from ({from})")));
     }
@@ -77,12 +70,10 @@ pub(crate) async fn live_at(state: &AppState, who: &Principal, q: LiveQuery, now
         filter.push_str(&format!(" AND asset_id = {}", sql_string(a)));
     }
     let sources = usageflow_query::load_lake_sources(&state.service).await?;
-    let ctx =
-        usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &crate::sql::scope_of(who))
-            .await?;
+    let ctx = crate::sql::session(state, who, &sources).await?;
     let rows = |sql: String| {
-        let ctx = ctx.clone();
-        async move { crate::records::json_rows(&ctx, &sql).await }
+        let ctx = &ctx;
+        async move { crate::records::json_rows(ctx, &sql).await }
     };
     let totals = rows(format!(
         "SELECT COUNT(*) AS events, CAST(SUM(quantity) AS VARCHAR) AS quantity, COUNT(DISTINCT asset_id) AS assets, \

@@ -19,12 +19,21 @@ use crate::{AppState, Principal, Role};
 pub const MAX_ROWS: usize = 10_000;
 
 /// The rows a caller's SQL session shows.
-pub(crate) fn scope_of(who: &Principal) -> Scope {
+fn scope_of(who: &Principal) -> Scope {
     match who.role {
         Role::Vendor => Scope::Vendor(who.account.clone()),
         Role::Provider => Scope::Provider(who.account.clone()),
         Role::Reseller => Scope::Reseller(who.account.clone()),
     }
+}
+
+/// The caller's scoped analyst session over `sources`.
+pub(crate) async fn session(
+    state: &AppState,
+    who: &Principal,
+    sources: &usageflow_query::Sources,
+) -> ApiResult<datafusion::prelude::SessionContext> {
+    Ok(usageflow_query::analyst_session(state.service.object_store().clone(), sources, &scope_of(who)).await?)
 }
 
 pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: Bytes) -> ApiResult<Response> {
@@ -39,13 +48,10 @@ pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: B
     // and the reconciliations are read per call.
     let files = state.files.files().await?;
     let mut sources = usageflow_query::load_file_sources_of(&state.service, files.to_vec()).await?;
-    let billed = files
-        .iter()
-        .filter(|f| matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed))
-        .map(|f| f.id.as_str());
+    let billed = files.iter().filter(|f| f.status.is_billed()).map(|f| f.id.as_str());
     sources.chunks = crate::chunks::chunks_of(&state, billed).await?.iter().map(|c| Chunk::clone(c)).collect();
     sources.reconciliations = usageflow_query::load_reconciliations(&state.service).await?;
-    let ctx = usageflow_query::analyst_session(state.service.object_store().clone(), &sources, &scope_of(&who)).await?;
+    let ctx = session(&state, &who, &sources).await?;
     let bad = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::BAD_REQUEST, "SQL_001", e.to_string());
     let df = ctx.sql_with_options(sql, usageflow_query::read_only()).await.map_err(|e| bad(&e))?;
     let batches = df.limit(0, Some(MAX_ROWS + 1)).map_err(|e| bad(&e))?.collect().await.map_err(|e| bad(&e))?;

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use object_store::path::Path;
 use usageflow_model::{
-    Actor, ActorRole, Binding, Chunk, ChunkStatus, ChunkStep, EventStamp, FileEvents, FileStatus, Ref, Stats,
-    UsageFile, ids,
+    Actor, ActorRole, Binding, Chunk, ChunkStatus, ChunkStep, EventStamp, FileEvents, Ref, Stats, UsageFile, ids,
 };
 
 use crate::service::{FileService, ServiceError};
@@ -25,7 +24,7 @@ impl FileService {
     /// Generates the chunks of an accepted file, one per hub (again: a no-op when they exist).
     pub async fn generate_chunks(&self, file_id: &str) -> Result<Vec<Chunk>, ServiceError> {
         let file = self.workflow().get(file_id).await?;
-        if !matches!(file.status, FileStatus::Accepted | FileStatus::Closed) {
+        if !file.status.is_billed() {
             return Err(ServiceError::Document(format!(
                 "chunks are generated for accepted files; {file_id} is {}",
                 file.status

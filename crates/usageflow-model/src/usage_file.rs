@@ -75,6 +75,11 @@ impl FileStatus {
         FileStatus::Deleted,
     ];
 
+    /// Accepted or closed: the file's records go to billing, split into per-hub chunks.
+    pub fn is_billed(self) -> bool {
+        matches!(self, FileStatus::Accepted | FileStatus::Closed)
+    }
+
     /// The wire value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -481,11 +481,7 @@ pub async fn load_sources_of(
 ) -> Result<Sources, QueryError> {
     let mut sources = load_file_sources_of(service, files).await?;
     let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
-    let billed = sources
-        .files
-        .iter()
-        .filter(|f| matches!(f.status, usageflow_model::FileStatus::Accepted | usageflow_model::FileStatus::Closed))
-        .map(|f| f.id.as_str());
+    let billed = sources.files.iter().filter(|f| f.status.is_billed()).map(|f| f.id.as_str());
     sources.chunks = service.chunks_of(billed).await.map_err(|e| source(&e))?;
     sources.reconciliations = load_reconciliations(service).await?;
     Ok(sources)

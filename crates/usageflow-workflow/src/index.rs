@@ -44,11 +44,11 @@ pub(crate) fn marker_path(at: DateTime<Utc>, file_id: &str, version: u64) -> Pat
     minute_prefix(at).join(format!("{:020}-{file_id}-{version:010}", at.timestamp_micros().max(0)))
 }
 
-/// `(time, file id)` of a marker's name.
-fn parse_marker(name: &str) -> Option<(DateTime<Utc>, &str)> {
+/// `(time, file id, version)` of a marker's name.
+fn parse_marker(name: &str) -> Option<(DateTime<Utc>, &str, u64)> {
     let (micros, rest) = name.split_once('-')?;
-    let (file, _version) = rest.rsplit_once('-')?;
-    Some((Utc.timestamp_micros(micros.parse().ok()?).single()?, file))
+    let (file, version) = rest.rsplit_once('-')?;
+    Some((Utc.timestamp_micros(micros.parse().ok()?).single()?, file, version.parse().ok()?))
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +61,25 @@ struct IndexState {
     seen: HashMap<String, DateTime<Utc>>,
     loaded: Option<Instant>,
     followed: Option<Instant>,
+}
+
+impl IndexState {
+    /// Keeps each of `files` that is newer than the state held; whether any was.
+    fn merge(&mut self, files: impl IntoIterator<Item = UsageFile>) -> bool {
+        let mut any = false;
+        for f in files {
+            if self.files.get(&f.id).is_none_or(|known| known.version < f.version) {
+                self.files.insert(f.id.clone(), f);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Whether the state held of `file` is older than `version`.
+    fn behind(&self, file: &str, version: u64) -> bool {
+        self.files.get(file).is_none_or(|known| known.version < version)
+    }
 }
 
 /// Every usage file's current state, from memory, refreshed from the change feed on each use.
@@ -103,30 +122,27 @@ impl FileIndex {
         let stale = state.loaded.is_none_or(|t| t.elapsed() >= self.full_reload);
         let gap = state.cursor.is_none_or(|c| now - c > MAX_GAP);
         let local = self.workflow.take_local_changes();
-        if stale || gap {
+        let changed = if stale || gap {
             self.reload(&mut state, now).await?;
+            true
         } else {
-            if !local.is_empty() {
-                for f in local {
-                    if state.files.get(&f.id).is_none_or(|known| known.version < f.version) {
-                        state.files.insert(f.id.clone(), f);
-                    }
-                }
-                state.snapshot = Arc::new(state.files.values().cloned().collect());
-            }
+            let mut changed = state.merge(local);
             if state.followed.is_none_or(|t| t.elapsed() >= self.follow_every) {
-                self.follow(&mut state, now).await?;
+                changed |= self.follow(&mut state, now).await?;
             }
+            changed
+        };
+        if changed {
+            state.snapshot = Arc::new(state.files.values().cloned().collect());
         }
         Ok(state.snapshot.clone())
     }
 
     async fn reload(&self, state: &mut IndexState, now: DateTime<Utc>) -> Result<()> {
-        // Markers from before the load are covered by it; those from the window are read again
-        // by the next look and re-read files whose state is already current, which is harmless.
+        // Markers from before the load are covered by it; those from the window are looked at
+        // again by the next follow, which skips the files whose state the load already holds.
         let files = self.workflow.list().await?;
         state.files = files.into_iter().map(|f| (f.id.clone(), f)).collect();
-        state.snapshot = Arc::new(state.files.values().cloned().collect());
         state.cursor = Some(now);
         state.seen.clear();
         state.loaded = Some(Instant::now());
@@ -135,7 +151,9 @@ impl FileIndex {
         Ok(())
     }
 
-    async fn follow(&self, state: &mut IndexState, now: DateTime<Utc>) -> Result<()> {
+    /// Reads the change feed since the last look and re-reads the files it names that the
+    /// index holds an older state of; whether any file changed.
+    async fn follow(&self, state: &mut IndexState, now: DateTime<Utc>) -> Result<bool> {
         let since = state.cursor.unwrap_or(now) - SKEW;
         let store = self.workflow.object_store();
         let mut minute = since;
@@ -149,9 +167,11 @@ impl FileIndex {
                 .map_err(|source| Error::Store { path: prefix.to_string(), source })?;
             for meta in listed {
                 let Some(name) = meta.location.filename() else { continue };
-                let Some((at, file)) = parse_marker(name) else { continue };
+                let Some((at, file, version)) = parse_marker(name) else { continue };
                 if at >= since && !state.seen.contains_key(name) {
-                    fresh.push((name.to_owned(), at, file.to_owned()));
+                    // A change the index holds already (its own, say) needs no reading.
+                    let read = state.behind(file, version).then(|| file.to_owned());
+                    fresh.push((name.to_owned(), at, read));
                 }
             }
             if prefix == minute_prefix(now) || minute > now {
@@ -159,7 +179,7 @@ impl FileIndex {
             }
             minute += chrono::Duration::minutes(1);
         }
-        let mut changed: Vec<String> = fresh.iter().map(|(_, _, f)| f.clone()).collect();
+        let mut changed: Vec<String> = fresh.iter().filter_map(|(_, _, f)| f.clone()).collect();
         changed.sort();
         changed.dedup();
         let workflow = &self.workflow;
@@ -168,15 +188,7 @@ impl FileIndex {
                 .buffered(16)
                 .try_collect()
                 .await?;
-        let any = !reread.is_empty();
-        for f in reread {
-            if state.files.get(&f.id).is_none_or(|known| known.version <= f.version) {
-                state.files.insert(f.id.clone(), f);
-            }
-        }
-        if any {
-            state.snapshot = Arc::new(state.files.values().cloned().collect());
-        }
+        let any = state.merge(reread);
         for (name, at, _) in fresh {
             state.seen.insert(name, at);
         }
@@ -184,7 +196,7 @@ impl FileIndex {
         state.seen.retain(|_, at| *at >= window_start - SKEW);
         state.cursor = Some(now);
         state.followed = Some(Instant::now());
-        Ok(())
+        Ok(any)
     }
 }
 
@@ -198,8 +210,8 @@ mod tests {
         let path = marker_path(at, "UF-2026-11-1234-5678", 7);
         assert_eq!(path.parts().count(), 4);
         assert!(path.as_ref().starts_with("workflow/changes/202611251304/"));
-        let (t, file) = parse_marker(path.filename().unwrap()).unwrap();
-        assert_eq!((t, file), (at, "UF-2026-11-1234-5678"));
+        let (t, file, version) = parse_marker(path.filename().unwrap()).unwrap();
+        assert_eq!((t, file, version), (at, "UF-2026-11-1234-5678", 7));
         assert_eq!(parse_marker("garbage"), None);
     }
 }

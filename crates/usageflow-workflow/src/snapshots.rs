@@ -28,14 +28,18 @@ impl Snapshots {
         Self { store }
     }
 
-    /// The latest version under `prefix`, if any.
-    pub async fn latest<T: DeserializeOwned>(&self, prefix: &Path) -> Result<Option<(u64, T)>> {
-        let listed: Vec<_> = self
-            .store
+    /// Every object under `prefix`.
+    async fn listed(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
             .list(Some(prefix))
             .try_collect()
             .await
-            .map_err(|source| Error::Store { path: prefix.to_string(), source })?;
+            .map_err(|source| Error::Store { path: prefix.to_string(), source })
+    }
+
+    /// The latest version under `prefix`, if any.
+    pub async fn latest<T: DeserializeOwned>(&self, prefix: &Path) -> Result<Option<(u64, T)>> {
+        let listed = self.listed(prefix).await?;
         let Some(version) =
             listed.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max()
         else {
@@ -47,12 +51,7 @@ impl Snapshots {
     /// The latest version of every object under `parent` (`{parent}/{name}/{version}.json`),
     /// with one listing.
     pub async fn latest_versions(&self, parent: &Path) -> Result<std::collections::BTreeMap<String, u64>> {
-        let listed: Vec<_> = self
-            .store
-            .list(Some(parent))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store { path: parent.to_string(), source })?;
+        let listed = self.listed(parent).await?;
         let mut latest = std::collections::BTreeMap::new();
         let depth = parent.parts().count();
         for meta in &listed {
