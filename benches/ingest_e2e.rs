@@ -64,6 +64,7 @@ fn ingest_phase() {
             metrics_listen: String::new(),
             max_batch_events: env_u64("USAGEFLOW_BENCH_BATCH", 1_000_000) as usize,
             instance_id: "bench".into(),
+            workers: env_u64("USAGEFLOW_BENCH_WORKERS", 0) as usize,
             progress_interval_secs: 5,
             ..IngestConfig::default()
         },
@@ -95,13 +96,14 @@ fn ingest_phase() {
     let seconds = end.duration_since(first).as_secs_f64();
     let c = &ingester.counters;
     println!(
-        "RESULT {} {seconds:.3} {} {} {} {} {}",
+        "RESULT {} {seconds:.3} {} {} {} {} {} {}",
         c.messages.load(Ordering::Relaxed),
         peak_rss_mib(),
         c.accepted.load(Ordering::Relaxed),
         c.rejected.load(Ordering::Relaxed),
         c.duplicates.load(Ordering::Relaxed),
         c.commits.load(Ordering::Relaxed),
+        ingester.config.worker_count(),
     );
 }
 
@@ -173,35 +175,43 @@ fn main() {
         bytes / events.max(1)
     );
 
-    let lake = tempfile::tempdir().unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("USAGEFLOW_BENCH_PHASE", "ingest")
-        .env("USAGEFLOW_BENCH_TOPIC", &topic)
-        .env("USAGEFLOW_BENCH_LAKE", lake.path())
-        .env("USAGEFLOW_BENCH_EVENTS", events.to_string())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("ingest phase failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr)));
-    let f: Vec<f64> = result.split_whitespace().map(|v| v.parse().unwrap()).collect();
-    let (ingest_s, rss) = (f[1], f[2]);
-    let rate = events as f64 / ingest_s;
-    println!(
-        "ingester       {events:>10} msgs {ingest_s:>8.2} s {rate:>12.0} msg/s  ({:.0} % of bare, peak RSS {rss:.0} MiB, {} lake commits)",
-        100.0 * rate / bare_rate,
-        f[6]
-    );
-    println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
+    // One ingester run per worker count (`USAGEFLOW_BENCH_WORKERS`, e.g. "1,2"; default: one
+    // per CPU), each in its own consumer group and into a fresh lake.
+    let workers = std::env::var("USAGEFLOW_BENCH_WORKERS").unwrap_or_else(|_| "0".into());
+    for n in workers.split(',').map(|w| w.trim().parse::<usize>().unwrap()) {
+        let lake = tempfile::tempdir().unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .env("USAGEFLOW_BENCH_PHASE", "ingest")
+            .env("USAGEFLOW_BENCH_TOPIC", &topic)
+            .env("USAGEFLOW_BENCH_GROUP", format!("{topic}-ingest-w{n}"))
+            .env("USAGEFLOW_BENCH_WORKERS", n.to_string())
+            .env("USAGEFLOW_BENCH_LAKE", lake.path())
+            .env("USAGEFLOW_BENCH_EVENTS", events.to_string())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| panic!("ingest phase failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr)));
+        let f: Vec<f64> = result.split_whitespace().map(|v| v.parse().unwrap()).collect();
+        let (ingest_s, rss) = (f[1], f[2]);
+        let rate = events as f64 / ingest_s;
+        println!(
+            "ingester w={:<2}  {events:>10} msgs {ingest_s:>8.2} s {rate:>12.0} msg/s  ({:.0} % of bare, peak RSS {rss:.0} MiB, {} lake commits)",
+            f[7],
+            100.0 * rate / bare_rate,
+            f[6]
+        );
+        println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
 
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = rt.block_on(Manifests::new(store.clone(), "bench").state()).unwrap();
-    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
-    assert!(totals == truth.records, "lake totals differ from the generated truth");
-    assert_eq!(f[3] as u64, truth.valid);
-    println!("verified: {} usage records equal the generated truth", totals.len());
+        let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let state = rt.block_on(Manifests::new(store.clone(), "bench").state()).unwrap();
+        let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+        assert!(totals == truth.records, "lake totals differ from the generated truth");
+        assert_eq!(f[3] as u64, truth.valid);
+        println!("verified: {} usage records equal the generated truth", totals.len());
+    }
 }

@@ -120,7 +120,11 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
 
     // The same events again (same ids): nothing is counted twice, the bad ones are rejected again.
     let again = loadgen::produce(&kafka, &index, &spec).unwrap();
-    let ingester = Ingester { counters: Arc::new(Counters::default()), ..ingester };
+    let ingester = Ingester {
+        counters: Arc::new(Counters::default()),
+        config: IngestConfig { workers: 3, ..ingester.config.clone() },
+        ..ingester
+    };
     ingest_until(&ingester, again.messages);
     assert_eq!(ingester.counters.accepted.load(Ordering::Relaxed), 0);
     assert_eq!(ingester.counters.duplicates.load(Ordering::Relaxed), again.valid + again.duplicates);
@@ -141,7 +145,9 @@ fn the_lake_works_on_s3() {
     let spec = LoadgenConfig { events: 6_000, seed: 8, ..LoadgenConfig::default() };
     let truth = loadgen::produce(&kafka, &index, &spec).unwrap();
     let store = usageflow_lake::open_store(&support::s3_store_config("ingest-lake")).unwrap();
-    let config = IngestConfig { max_batch_events: 2_000, metrics_listen: String::new(), ..IngestConfig::default() };
+    // One worker here; the test above runs one per CPU, then three for four partitions.
+    let config =
+        IngestConfig { max_batch_events: 2_000, workers: 1, metrics_listen: String::new(), ..IngestConfig::default() };
     let ingester = Ingester { kafka, config, index, store: store.clone(), counters: Arc::new(Counters::default()) };
     ingest_until(&ingester, truth.messages);
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -31,6 +31,10 @@ pub struct IngestConfig {
     pub transaction_timeout_ms: u64,
     /// Wait before restarting after a failure (broker down, lost ownership of a partition).
     pub restart_backoff_ms: u64,
+    /// Threads that decode, validate, de-duplicate and aggregate events; 0 = one per CPU.
+    /// Each Kafka partition is processed by one worker at a time, in offset order, so more
+    /// workers than assigned partitions stay idle.
+    pub workers: usize,
     /// Which events are accepted.
     pub validation: ValidationConfig,
 }
@@ -47,12 +51,21 @@ impl Default for IngestConfig {
             progress_interval_secs: 10,
             transaction_timeout_ms: 10_000,
             restart_backoff_ms: 2_000,
+            workers: 0,
             validation: ValidationConfig::default(),
         }
     }
 }
 
 impl IngestConfig {
+    /// The number of processing workers (`workers`, or one per CPU).
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
     /// The instance id, defaulting to the host name.
     pub fn instance(&self) -> String {
         if !self.instance_id.is_empty() {

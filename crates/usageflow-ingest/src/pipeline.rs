@@ -1,14 +1,24 @@
 //! The ingester: Kafka → validate → de-duplicate → aggregate → Parquet lake, exactly once.
 //!
 //! # Threads
-//! * the **poll thread** polls a `BaseConsumer` and processes each message in place
-//!   (decode, validate, de-duplicate, aggregate, append the raw event); rebalance callbacks
-//!   run on it too, so the processing state needs no cross-thread hand-over;
-//! * the **flusher thread** writes a finished batch: Parquet files, then the lake commit,
-//!   then one Kafka transaction holding the batch's dead-letter events and the consumer
-//!   offsets. At most one batch is being flushed while the next one fills; when both are
-//!   full the poll thread waits, so memory stays bounded and the consumer is back-pressured
-//!   instead of anything being dropped.
+//! * the **poll thread** polls a `BaseConsumer`, keeps each partition's offsets for the
+//!   current batch and copies each message into a chunk (1,024 messages) for the worker that
+//!   owns the message's partition; it decides where batches end, and rebalance callbacks run
+//!   on it;
+//! * **workers** (`ingest.workers`, one per CPU by default) decode, validate, de-duplicate
+//!   and aggregate the messages and append the raw events. A partition is routed to one
+//!   worker while it is assigned, so its messages are processed in offset order; the
+//!   de-duplication set is shared (64 locked shards), so duplicates are found across
+//!   partitions. At the end of a batch the poll thread sends every worker a *cut*; each
+//!   worker hands what it holds to the flusher and starts the next batch;
+//! * the **flusher thread** joins the poll thread's offsets with the workers' data and
+//!   writes the batch: Parquet files, then the lake commit, then one Kafka transaction
+//!   holding the batch's dead-letter events and the consumer offsets.
+//!
+//! Every hand-over is bounded: 8 chunks per worker; a finished batch is handed to the flusher
+//! only once it has written the previous one. When they are full the poll thread waits, so
+//! memory stays bounded and the consumer is back-pressured instead of anything being
+//! dropped.
 //!
 //! # Exactly once
 //! The lake is the system of record for data: each commit stores, per partition, the next
@@ -22,8 +32,9 @@
 //! across restarts and rebalances.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,25 +128,49 @@ struct Rejected {
     rejection: Rejection,
 }
 
-#[derive(Debug, Default)]
-struct PartBatch {
+/// Offsets of one partition in the current batch, kept by the poll thread.
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
     /// The lake position when the batch started (the commit's compare-and-set value).
     lake_from: Option<i64>,
-    /// Set once a message at or beyond the lake position was processed.
+    /// Set once a message at or beyond the lake position was polled.
     lake_to: Option<i64>,
     /// Next offset to consume.
     kafka_next: Option<i64>,
+}
+
+/// What a worker made of one partition's messages in the current batch.
+#[derive(Debug, Default)]
+struct PartData {
     records: FxHashMap<AggKey, Agg>,
     events: EventsBuilder,
     first_kafka_ts: Option<i64>,
     rejected: Vec<Rejected>,
 }
 
-/// A finished batch for the flusher.
-struct FlushJob {
-    parts: BTreeMap<i32, PartBatch>,
+/// One partition's share of a finished batch, as the flusher writes it.
+#[derive(Debug, Default)]
+struct PartBatch {
+    marks: Marks,
+    data: PartData,
+    /// The category names of the worker that processed the partition (ids start at 1).
+    categories: Arc<Vec<String>>,
+    /// The dynamic items of that worker.
+    dynamic: Arc<DynamicItems>,
+}
+
+/// A worker's share of a batch, handed over at a cut.
+struct WorkerBatch {
+    parts: FxHashMap<i32, PartData>,
     categories: Arc<Vec<String>>,
     dynamic: Arc<DynamicItems>,
+}
+
+/// A finished batch: the poll thread's marks, and the workers' data as they deliver it.
+struct FlushJob {
+    marks: BTreeMap<i32, Marks>,
+    from_workers: Receiver<WorkerBatch>,
+    workers: usize,
     cgm: Option<Arc<ConsumerGroupMetadata>>,
 }
 
@@ -144,30 +179,108 @@ enum ToFlusher {
     Barrier(SyncSender<()>),
 }
 
-/// Processing state, owned by the poll thread (inside the consumer context).
-struct Processor {
-    topic: String,
-    config: IngestConfig,
-    index: Arc<Index>,
-    validator: Validator,
-    dedupe: FxHashSet<u128>,
-    loaded_event_files: FxHashSet<String>,
-    /// Lake position per owned partition (after the batch being flushed, if any).
-    lake_next: FxHashMap<i32, Option<i64>>,
-    parts: BTreeMap<i32, PartBatch>,
-    categories: Vec<String>,
-    category_ids: FxHashMap<String, u32>,
-    batch_events: usize,
-    batch_bytes: usize,
-    batch_started: Instant,
-    reported: [u64; 4],
-    cgm: Option<Arc<ConsumerGroupMetadata>>,
-    to_flusher: SyncSender<ToFlusher>,
-    failure: Arc<Mutex<Option<PipelineError>>>,
-    counters: Arc<Counters>,
-    manifests: Arc<Manifests>,
-    store: Arc<dyn ObjectStore>,
-    runtime: tokio::runtime::Handle,
+/// Messages per chunk handed from the poll thread to a worker, and the payload bytes that
+/// close a chunk early.
+const CHUNK_MESSAGES: usize = 1024;
+const CHUNK_BYTES: usize = 512 * 1024;
+/// Chunks queued per worker before the poll thread waits (back-pressure).
+const WORKER_QUEUE: usize = 8;
+
+/// One polled message inside a [`Chunk`]: ranges index the chunk's buffers.
+#[derive(Debug, Clone)]
+struct Meta {
+    partition: i32,
+    offset: i64,
+    kafka_ts: i64,
+    /// Below the lake position: only re-validated, for the dead-letter topic.
+    replay: bool,
+    payload: Range<usize>,
+    key: Option<Range<usize>>,
+    headers: Range<usize>,
+}
+
+/// Polled messages copied out of librdkafka's buffers, for one worker.
+#[derive(Debug, Default)]
+struct Chunk {
+    data: Vec<u8>,
+    metas: Vec<Meta>,
+    /// Header name and value ranges into `data`.
+    headers: Vec<(Range<usize>, Option<Range<usize>>)>,
+}
+
+impl Chunk {
+    fn bytes(&mut self, b: &[u8]) -> Range<usize> {
+        let start = self.data.len();
+        self.data.extend_from_slice(b);
+        start..self.data.len()
+    }
+
+    fn push(&mut self, msg: &BorrowedMessage<'_>, kafka_ts: i64, replay: bool) {
+        let payload = self.bytes(msg.payload().unwrap_or(&[]));
+        let key = msg.key().map(|k| self.bytes(k));
+        let first = self.headers.len();
+        if let Some(headers) = msg.headers() {
+            for i in 0..headers.count() {
+                let h = headers.get(i);
+                let name = self.bytes(h.key.as_bytes());
+                let value = h.value.map(|v| self.bytes(v));
+                self.headers.push((name, value));
+            }
+        }
+        let headers = first..self.headers.len();
+        self.metas.push(Meta {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            kafka_ts,
+            replay,
+            payload,
+            key,
+            headers,
+        });
+    }
+
+    fn full(&self) -> bool {
+        self.metas.len() >= CHUNK_MESSAGES || self.data.len() >= CHUNK_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.metas.clear();
+        self.headers.clear();
+    }
+}
+
+enum ToWorker {
+    Chunk(Chunk),
+    /// Close the batch: hand everything processed so far to the flusher.
+    Cut(SyncSender<WorkerBatch>),
+}
+
+/// Event ids seen, shared by the workers: 64 shards, each behind its own lock.
+#[derive(Debug)]
+struct Dedupe {
+    shards: Vec<Mutex<FxHashSet<u128>>>,
+}
+
+impl Dedupe {
+    fn new() -> Self {
+        Self { shards: (0..64).map(|_| Mutex::new(FxHashSet::default())).collect() }
+    }
+
+    fn shard(&self, id: u128) -> std::sync::MutexGuard<'_, FxHashSet<u128>> {
+        self.shards[(id >> 122) as usize].lock().expect("dedupe shard")
+    }
+
+    /// Whether the id is new (and now remembered).
+    fn insert(&self, id: u128) -> bool {
+        self.shard(id).insert(id)
+    }
+
+    fn extend(&self, ids: Vec<u128>) {
+        for id in ids {
+            self.shard(id).insert(id);
+        }
+    }
 }
 
 fn hash_id(product: &str, id: &str) -> u128 {
@@ -178,42 +291,65 @@ fn hash_id(product: &str, id: &str) -> u128 {
     h.digest128()
 }
 
-impl Processor {
-    fn fail(&self, err: PipelineError) {
-        let mut slot = self.failure.lock().expect("failure slot");
-        if slot.is_none() {
-            *slot = Some(err);
+/// Per-chunk counts, published once per chunk rather than per event.
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: u64,
+    rejected: u64,
+    duplicates: u64,
+    replayed: u64,
+}
+
+/// A processing worker: decodes, validates, de-duplicates and aggregates the messages of
+/// the partitions the poll thread gives it, in offset order per partition.
+struct Worker {
+    index: Arc<Index>,
+    validator: Validator,
+    dedupe: Arc<Dedupe>,
+    categories: Vec<String>,
+    category_ids: FxHashMap<String, u32>,
+    parts: FxHashMap<i32, PartData>,
+    counters: Arc<Counters>,
+}
+
+impl Worker {
+    fn run(mut self, from_poll: Receiver<ToWorker>, recycle: Sender<Chunk>) {
+        for msg in from_poll {
+            match msg {
+                ToWorker::Chunk(mut chunk) => {
+                    let mut tally = Tally::default();
+                    for meta in &chunk.metas {
+                        self.process(&chunk, meta, &mut tally);
+                    }
+                    add(&self.counters.accepted, tally.accepted);
+                    add(&self.counters.rejected, tally.rejected);
+                    add(&self.counters.duplicates, tally.duplicates);
+                    add(&self.counters.replayed, tally.replayed);
+                    chunk.clear();
+                    let _ = recycle.send(chunk);
+                }
+                ToWorker::Cut(to_flusher) => {
+                    let batch = WorkerBatch {
+                        parts: std::mem::take(&mut self.parts),
+                        categories: Arc::new(self.categories.clone()),
+                        dynamic: Arc::new(self.validator.dynamic.clone()),
+                    };
+                    let _ = to_flusher.send(batch);
+                }
+            }
         }
     }
 
-    fn failed(&self) -> bool {
-        self.failure.lock().expect("failure slot").is_some()
-    }
-
-    fn process(&mut self, msg: &BorrowedMessage<'_>) {
-        let partition = msg.partition();
-        let offset = msg.offset();
-        let kafka_ts = msg.timestamp().to_millis().unwrap_or(0).saturating_mul(1000);
-        let lake_next = self.lake_next.get(&partition).copied().flatten();
-        let part =
-            self.parts.entry(partition).or_insert_with(|| PartBatch { lake_from: lake_next, ..PartBatch::default() });
-        part.kafka_next = Some(offset + 1);
-        let payload = msg.payload().unwrap_or(&[]);
-        self.batch_bytes += payload.len();
-        self.batch_events += 1;
-        add(&self.counters.messages, 1);
-
+    fn process(&mut self, chunk: &Chunk, m: &Meta, tally: &mut Tally) {
+        let payload = &chunk.data[m.payload.clone()];
         let mut ce = CeHeaders::default();
-        if let Some(headers) = msg.headers() {
-            for i in 0..headers.count() {
-                let h = headers.get(i);
-                let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
-                match h.key {
-                    "ce_specversion" => ce.specversion = value,
-                    "ce_id" => ce.id = value,
-                    "ce_time" => ce.time = value,
-                    _ => {}
-                }
+        for (name, value) in &chunk.headers[m.headers.clone()] {
+            let value = value.as_ref().and_then(|v| std::str::from_utf8(&chunk.data[v.clone()]).ok());
+            match &chunk.data[name.clone()] {
+                b"ce_specversion" => ce.specversion = value,
+                b"ce_id" => ce.id = value,
+                b"ce_time" => ce.time = value,
+                _ => {}
             }
         }
         // Binary-mode `ce_time` is a bare RFC 3339 string; the decoder expects JSON text.
@@ -222,44 +358,38 @@ impl Processor {
             quoted_time = format!("\"{t}\"");
             ce.time = Some(&quoted_time);
         }
-
-        let replay = lake_next.is_some_and(|l| offset < l);
-        if !replay {
-            part.lake_to = Some(offset + 1);
-        }
         let outcome = decode(payload, &ce).and_then(|event| {
-            let valid = self.validator.validate(&event, kafka_ts)?;
+            let valid = self.validator.validate(&event, m.kafka_ts)?;
             Ok((event, valid))
         });
+        let part = self.parts.entry(m.partition).or_default();
         match outcome {
             Err(rejection) => {
                 metrics::counter!("usageflow_events_rejected_total", "reason" => rejection.code.as_str()).increment(1);
-                add(&self.counters.rejected, 1);
+                tally.rejected += 1;
                 part.rejected.push(Rejected {
-                    partition,
-                    offset,
-                    key: msg.key().map(<[u8]>::to_vec),
+                    partition: m.partition,
+                    offset: m.offset,
+                    key: m.key.clone().map(|k| chunk.data[k].to_vec()),
                     payload: payload.to_vec(),
-                    headers: msg
-                        .headers()
-                        .map(|h| {
-                            (0..h.count())
-                                .map(|i| h.get(i))
-                                .map(|h| (h.key.to_owned(), h.value.unwrap_or(&[]).to_vec()))
-                                .collect()
+                    headers: chunk.headers[m.headers.clone()]
+                        .iter()
+                        .map(|(name, value)| {
+                            let name = String::from_utf8_lossy(&chunk.data[name.clone()]).into_owned();
+                            (name, value.clone().map(|v| chunk.data[v].to_vec()).unwrap_or_default())
                         })
-                        .unwrap_or_default(),
+                        .collect(),
                     rejection,
                 });
             }
-            Ok(_) if replay => add(&self.counters.replayed, 1),
+            Ok(_) if m.replay => tally.replayed += 1,
             Ok((event, valid)) => {
                 let product = &self.index.products[valid.product as usize];
                 if !self.dedupe.insert(hash_id(&product.id, &event.id)) {
-                    add(&self.counters.duplicates, 1);
+                    tally.duplicates += 1;
                     return;
                 }
-                add(&self.counters.accepted, 1);
+                tally.accepted += 1;
                 let category = match &event.category {
                     None => 0,
                     Some(c) => match self.category_ids.get(c.as_ref()) {
@@ -301,7 +431,7 @@ impl Processor {
                     });
                 let asset = &self.index.assets[valid.asset as usize];
                 let item = self.validator.dynamic.info(&self.index, valid.product, valid.item);
-                part.first_kafka_ts.get_or_insert(kafka_ts);
+                part.first_kafka_ts.get_or_insert(m.kafka_ts);
                 part.events.push(&EventRow {
                     event_id: &event.id,
                     product_id: &product.id,
@@ -316,10 +446,111 @@ impl Processor {
                     start_time: valid.start,
                     end_time: valid.end,
                     attributes: event.attributes,
-                    kafka_partition: partition,
-                    kafka_offset: offset,
-                    kafka_timestamp: kafka_ts,
+                    kafka_partition: m.partition,
+                    kafka_offset: m.offset,
+                    kafka_timestamp: m.kafka_ts,
                 });
+            }
+        }
+    }
+}
+
+/// The poll thread's end of a worker.
+struct WorkerLink {
+    to_worker: SyncSender<ToWorker>,
+    /// The chunk being filled for this worker.
+    pending: Chunk,
+    /// Partitions currently routed to this worker.
+    partitions: usize,
+}
+
+/// State of the poll thread (inside the consumer context, so rebalance callbacks reach it):
+/// batch boundaries, partition positions, and routing of messages to workers.
+struct Processor {
+    topic: String,
+    config: IngestConfig,
+    dedupe: Arc<Dedupe>,
+    loaded_event_files: FxHashSet<String>,
+    /// Lake position per owned partition (after the batch being flushed, if any).
+    lake_next: FxHashMap<i32, Option<i64>>,
+    marks: BTreeMap<i32, Marks>,
+    workers: Vec<WorkerLink>,
+    /// Which worker processes a partition; fixed while the partition is assigned, so each
+    /// partition is processed in offset order by one worker.
+    worker_of: FxHashMap<i32, usize>,
+    recycled: Receiver<Chunk>,
+    batch_events: usize,
+    batch_bytes: usize,
+    batch_started: Instant,
+    reported: [u64; 4],
+    cgm: Option<Arc<ConsumerGroupMetadata>>,
+    to_flusher: SyncSender<ToFlusher>,
+    failure: Arc<Mutex<Option<PipelineError>>>,
+    counters: Arc<Counters>,
+    manifests: Arc<Manifests>,
+    store: Arc<dyn ObjectStore>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Processor {
+    fn fail(&self, err: PipelineError) {
+        let mut slot = self.failure.lock().expect("failure slot");
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.lock().expect("failure slot").is_some()
+    }
+
+    /// Records the message's offsets and copies it into its worker's chunk.
+    fn process(&mut self, msg: &BorrowedMessage<'_>) {
+        let partition = msg.partition();
+        let offset = msg.offset();
+        let kafka_ts = msg.timestamp().to_millis().unwrap_or(0).saturating_mul(1000);
+        let lake_next = self.lake_next.get(&partition).copied().flatten();
+        let marks = self.marks.entry(partition).or_insert_with(|| Marks { lake_from: lake_next, ..Marks::default() });
+        marks.kafka_next = Some(offset + 1);
+        let replay = lake_next.is_some_and(|l| offset < l);
+        if !replay {
+            marks.lake_to = Some(offset + 1);
+        }
+        self.batch_bytes += msg.payload_len();
+        self.batch_events += 1;
+        add(&self.counters.messages, 1);
+
+        let worker = match self.worker_of.get(&partition) {
+            Some(&w) => w,
+            None => {
+                let w = (0..self.workers.len()).min_by_key(|&w| self.workers[w].partitions).unwrap_or(0);
+                self.workers[w].partitions += 1;
+                self.worker_of.insert(partition, w);
+                w
+            }
+        };
+        let link = &mut self.workers[worker];
+        link.pending.push(msg, kafka_ts, replay);
+        if link.pending.full() {
+            self.send_chunk(worker);
+        }
+    }
+
+    /// Hands the worker its pending chunk (waits while the worker's queue is full).
+    fn send_chunk(&mut self, worker: usize) {
+        let fresh = self.recycled.try_recv().unwrap_or_default();
+        let link = &mut self.workers[worker];
+        let chunk = std::mem::replace(&mut link.pending, fresh);
+        if link.to_worker.send(ToWorker::Chunk(chunk)).is_err() {
+            self.fail(PipelineError::Flusher("a worker stopped".into()));
+        }
+    }
+
+    /// Hands every worker the messages polled so far.
+    fn send_pending(&mut self) {
+        for w in 0..self.workers.len() {
+            if !self.workers[w].pending.metas.is_empty() {
+                self.send_chunk(w);
             }
         }
     }
@@ -347,32 +578,36 @@ impl Processor {
         let names =
             ["usageflow_events_in_total", "usageflow_events_accepted_total", "usageflow_events_duplicate_total"];
         for (i, name) in names.iter().enumerate() {
-            metrics::counter!(*name).increment(now[i] - self.reported[i]);
+            metrics::counter!(*name).increment(now[i].saturating_sub(self.reported[i]));
         }
         self.reported = now;
     }
 
-    /// Hands the current batch to the flusher (waits while the previous one is in flight).
+    /// Closes the batch: the workers hand their share to the flusher, which writes it after
+    /// the previous batch (the poll thread waits while a batch is already queued there).
     fn hand_off(&mut self) {
         self.report();
         self.batch_events = 0;
         self.batch_bytes = 0;
         self.batch_started = Instant::now();
-        if self.parts.is_empty() {
+        if self.marks.is_empty() {
             return;
         }
-        let parts = std::mem::take(&mut self.parts);
-        for (p, batch) in &parts {
-            if let Some(to) = batch.lake_to {
+        self.send_pending();
+        let (to_flusher, from_workers) = sync_channel(self.workers.len());
+        for link in &self.workers {
+            if link.to_worker.send(ToWorker::Cut(to_flusher.clone())).is_err() {
+                self.fail(PipelineError::Flusher("a worker stopped".into()));
+            }
+        }
+        drop(to_flusher);
+        let marks = std::mem::take(&mut self.marks);
+        for (p, m) in &marks {
+            if let Some(to) = m.lake_to {
                 self.lake_next.insert(*p, Some(to));
             }
         }
-        let job = FlushJob {
-            parts,
-            categories: Arc::new(self.categories.clone()),
-            dynamic: Arc::new(self.validator.dynamic.clone()),
-            cgm: self.cgm.clone(),
-        };
+        let job = FlushJob { marks, from_workers, workers: self.workers.len(), cgm: self.cgm.clone() };
         if self.to_flusher.send(ToFlusher::Job(Box::new(job))).is_err() {
             self.fail(PipelineError::Flusher("channel closed".into()));
         }
@@ -432,6 +667,9 @@ impl Processor {
         self.barrier();
         for p in partitions {
             self.lake_next.remove(p);
+            if let Some(w) = self.worker_of.remove(p) {
+                self.workers[w].partitions -= 1;
+            }
         }
         tracing::info!(?partitions, "partitions revoked after flushing their batch");
     }
@@ -504,18 +742,15 @@ impl Flusher {
     }
 
     /// Writes the data files of one partition's batch.
-    async fn write_files(
-        &self,
-        job: &FlushJob,
-        partition: i32,
-        batch: &mut PartBatch,
-    ) -> Result<Vec<DataFile>, PipelineError> {
-        let (Some(from), Some(to)) = (batch.lake_from.or(Some(0)), batch.lake_to) else { return Ok(Vec::new()) };
+    async fn write_files(&self, partition: i32, batch: &mut PartBatch) -> Result<Vec<DataFile>, PipelineError> {
+        let (Some(from), Some(to)) = (batch.marks.lake_from.or(Some(0)), batch.marks.lake_to) else {
+            return Ok(Vec::new());
+        };
         let mut files = Vec::new();
         let nonce = nonce();
         // Records, one file per product and month.
         let mut groups: BTreeMap<(u32, String), Vec<(&AggKey, &Agg)>> = BTreeMap::new();
-        for (key, agg) in &batch.records {
+        for (key, agg) in &batch.data.records {
             let product = self.index.assets[key.asset as usize].product;
             groups.entry((product, month_of(key.period_start))).or_default().push((key, agg));
         }
@@ -524,7 +759,7 @@ impl Flusher {
             let mut builder = RecordsBuilder::default();
             for (key, agg) in &rows {
                 let asset = &self.index.assets[key.asset as usize];
-                let item = job.dynamic.info(&self.index, product_idx, key.item);
+                let item = batch.dynamic.info(&self.index, product_idx, key.item);
                 builder.push(&RecordRow {
                     product_id: &product.id,
                     contract_id: &asset.contract,
@@ -537,7 +772,7 @@ impl Flusher {
                     item_mpn: &item.mpn,
                     item_precision: item.scale as i8,
                     tier: (key.tier >= 0).then_some(key.tier),
-                    category_id: (key.category > 0).then(|| job.categories[key.category as usize - 1].as_str()),
+                    category_id: (key.category > 0).then(|| batch.categories[key.category as usize - 1].as_str()),
                     period_start: key.period_start,
                     period_end: agg.period_end,
                     quantity: agg.quantity,
@@ -567,9 +802,9 @@ impl Flusher {
                 partition_value: Some(month),
             });
         }
-        if !batch.events.is_empty() {
-            let events = batch.events.finish();
-            let date = date_of(batch.first_kafka_ts.unwrap_or_default());
+        if !batch.data.events.is_empty() {
+            let events = batch.data.events.finish();
+            let date = date_of(batch.data.first_kafka_ts.unwrap_or_default());
             let path = paths::events_file(&date, partition, from, to, &nonce);
             let bytes = to_parquet(&events)
                 .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
@@ -590,19 +825,45 @@ impl Flusher {
         Ok(files)
     }
 
-    fn flush(&self, runtime: &tokio::runtime::Handle, mut job: FlushJob) -> Result<(), PipelineError> {
+    /// Joins the poll thread's marks with the workers' data of a batch.
+    fn gather(job: FlushJob) -> Result<BTreeMap<i32, PartBatch>, PipelineError> {
+        let mut parts: BTreeMap<i32, PartBatch> =
+            job.marks.into_iter().map(|(p, marks)| (p, PartBatch { marks, ..PartBatch::default() })).collect();
+        for _ in 0..job.workers {
+            let share = job.from_workers.recv().map_err(|_| PipelineError::Flusher("a worker stopped".into()))?;
+            for (p, data) in share.parts {
+                let Some(batch) = parts.get_mut(&p) else {
+                    return Err(PipelineError::Flusher(format!("partition {p} has data but no offsets")));
+                };
+                if !batch.data.events.is_empty() || !batch.data.records.is_empty() || !batch.data.rejected.is_empty() {
+                    return Err(PipelineError::Flusher(format!("partition {p} was processed by two workers")));
+                }
+                batch.data = data;
+                batch.categories = share.categories.clone();
+                batch.dynamic = share.dynamic.clone();
+            }
+        }
+        Ok(parts)
+    }
+
+    fn flush(&self, runtime: &tokio::runtime::Handle, job: FlushJob) -> Result<(), PipelineError> {
+        let cgm = job.cgm.clone();
+        let mut parts = Self::gather(job)?;
         let started = Instant::now();
-        let span = tracing::info_span!("flush", topic = %self.topic, partitions = job.parts.len());
+        let span = tracing::info_span!("flush", topic = %self.topic, partitions = parts.len());
         let _entered = span.enter();
         // 1. Data files, then 2. the lake commit.
         let mut request = CommitRequest { operation: "ingest".to_owned(), ..CommitRequest::default() };
-        let mut parts = std::mem::take(&mut job.parts);
         runtime.block_on(async {
             for (partition, batch) in &mut parts {
-                let files = self.write_files(&job, *partition, batch).await?;
+                let files = self.write_files(*partition, batch).await?;
                 request.add.extend(files);
-                if let Some(to) = batch.lake_to {
-                    request.advance.entry(self.topic.clone()).or_default().insert(*partition, (batch.lake_from, to));
+                if let Some(to) = batch.marks.lake_to {
+                    request
+                        .advance
+                        .entry(self.topic.clone())
+                        .or_default()
+                        .insert(*partition, (batch.marks.lake_from, to));
                 }
             }
             if !request.advance.is_empty() {
@@ -615,13 +876,13 @@ impl Flusher {
         let mut offsets = TopicPartitionList::new();
         let mut rejected = 0usize;
         for (partition, batch) in &parts {
-            if let Some(next) = batch.kafka_next {
+            if let Some(next) = batch.marks.kafka_next {
                 offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(next))?;
             }
-            rejected += batch.rejected.len();
+            rejected += batch.data.rejected.len();
         }
         if offsets.count() > 0 {
-            self.transaction(&parts, &offsets, job.cgm.as_deref())?;
+            self.transaction(&parts, &offsets, cgm.as_deref())?;
         }
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("usageflow_flush_duration_seconds").record(seconds);
@@ -639,7 +900,7 @@ impl Flusher {
         self.producer.begin_transaction()?;
         let result = (|| {
             for batch in parts.values() {
-                for r in &batch.rejected {
+                for r in &batch.data.rejected {
                     self.send_dead_letter(r)?;
                 }
             }
@@ -748,7 +1009,9 @@ impl Ingester {
         let txn_timeout = Duration::from_millis(self.config.transaction_timeout_ms);
         producer.init_transactions(txn_timeout)?;
 
-        let (to_flusher, from_poll): (SyncSender<ToFlusher>, Receiver<ToFlusher>) = sync_channel(1);
+        // A rendezvous: the poll thread hands a finished batch over only when the flusher is done
+        // with the previous one, so at most two batches are in memory.
+        let (to_flusher, from_poll): (SyncSender<ToFlusher>, Receiver<ToFlusher>) = sync_channel(0);
         let flusher = Flusher {
             topic: self.kafka.topic.clone(),
             dead_letter_topic: self.kafka.dead_letter_topic.clone(),
@@ -783,17 +1046,41 @@ impl Ingester {
             })
             .map_err(|e| PipelineError::Flusher(e.to_string()))?;
 
+        let dedupe = Arc::new(Dedupe::new());
+        let (recycle, recycled) = channel();
+        let mut links = Vec::new();
+        let mut worker_threads = Vec::new();
+        for n in 0..self.config.worker_count() {
+            let (to_worker, from_poll) = sync_channel(WORKER_QUEUE);
+            let worker = Worker {
+                index: self.index.clone(),
+                validator: Validator::new(self.index.clone(), self.config.validation.clone()),
+                dedupe: dedupe.clone(),
+                categories: Vec::new(),
+                category_ids: FxHashMap::default(),
+                parts: FxHashMap::default(),
+                counters: self.counters.clone(),
+            };
+            let recycle = recycle.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("usageflow-work-{n}"))
+                .spawn(move || worker.run(from_poll, recycle))
+                .map_err(|e| PipelineError::Flusher(e.to_string()))?;
+            worker_threads.push(thread);
+            links.push(WorkerLink { to_worker, pending: Chunk::default(), partitions: 0 });
+        }
+        drop(recycle);
+
         let processor = Processor {
             topic: self.kafka.topic.clone(),
             config: self.config.clone(),
-            index: self.index.clone(),
-            validator: Validator::new(self.index.clone(), self.config.validation.clone()),
-            dedupe: FxHashSet::default(),
+            dedupe,
             loaded_event_files: FxHashSet::default(),
             lake_next: FxHashMap::default(),
-            parts: BTreeMap::new(),
-            categories: Vec::new(),
-            category_ids: FxHashMap::default(),
+            marks: BTreeMap::new(),
+            workers: links,
+            worker_of: FxHashMap::default(),
+            recycled,
             batch_events: 0,
             batch_bytes: 0,
             batch_started: Instant::now(),
@@ -858,6 +1145,7 @@ impl Ingester {
                 None => {
                     let mut guard = consumer.context().processor.lock().expect("processor");
                     let p = guard.as_mut().expect("processor present");
+                    p.send_pending();
                     if p.batch_due() || p.batch_old() {
                         p.hand_off();
                     }
@@ -877,8 +1165,11 @@ impl Ingester {
                 }
                 p.barrier();
             }
-            // Dropping the processor closes the flusher's channel.
+            // Dropping the processor closes the workers' and the flusher's channels.
             guard.take();
+        }
+        for thread in worker_threads {
+            let _ = thread.join();
         }
         let _ = flusher_thread.join();
         drop(consumer);

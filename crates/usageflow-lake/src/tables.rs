@@ -22,6 +22,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::manifest::{LakeState, Table};
 
@@ -350,13 +351,21 @@ impl EventsBuilder {
     }
 }
 
-/// Encodes a batch as a Parquet file (Snappy, page statistics, one row group per million rows).
+/// Columns whose values are (nearly) all distinct: a dictionary would only cost time before
+/// the writer falls back to plain encoding.
+const DISTINCT_COLUMNS: [&str; 3] = ["event_id", "kafka_offset", "attributes"];
+
+/// Encodes a batch as a Parquet file (Snappy, page statistics, one row group per million rows;
+/// dictionary encoding except for the columns of distinct values).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(1_000_000))
-        .set_created_by("usageflow".to_owned())
-        .build();
+        .set_created_by("usageflow".to_owned());
+    for column in DISTINCT_COLUMNS {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    let props = props.build();
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))?;
     writer.write(batch)?;
