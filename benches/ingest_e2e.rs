@@ -178,12 +178,12 @@ fn main() {
     // One ingester run per worker count (`USAGEFLOW_BENCH_WORKERS`, e.g. "1,2"; default: one
     // per CPU), each in its own consumer group and into a fresh lake.
     let workers = std::env::var("USAGEFLOW_BENCH_WORKERS").unwrap_or_else(|_| "0".into());
-    for n in workers.split(',').map(|w| w.trim().parse::<usize>().unwrap()) {
+    for (run, n) in workers.split(',').map(|w| w.trim().parse::<usize>().unwrap()).enumerate() {
         let lake = tempfile::tempdir().unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
             .env("USAGEFLOW_BENCH_PHASE", "ingest")
             .env("USAGEFLOW_BENCH_TOPIC", &topic)
-            .env("USAGEFLOW_BENCH_GROUP", format!("{topic}-ingest-w{n}"))
+            .env("USAGEFLOW_BENCH_GROUP", format!("{topic}-ingest-{run}"))
             .env("USAGEFLOW_BENCH_WORKERS", n.to_string())
             .env("USAGEFLOW_BENCH_LAKE", lake.path())
             .env("USAGEFLOW_BENCH_EVENTS", events.to_string())

@@ -15,7 +15,8 @@
 //!   writes the batch: Parquet files, then the lake commit, then one Kafka transaction
 //!   holding the batch's dead-letter events and the consumer offsets.
 //!
-//! Every hand-over is bounded: 8 chunks per worker; a finished batch is handed to the flusher
+//! Every hand-over is bounded: 64 chunks per worker (deep enough that a long run of one
+//! partition's messages does not leave the other workers idle); a finished batch is handed to the flusher
 //! only once it has written the previous one. When they are full the poll thread waits, so
 //! memory stays bounded and the consumer is back-pressured instead of anything being
 //! dropped.
@@ -184,7 +185,7 @@ enum ToFlusher {
 const CHUNK_MESSAGES: usize = 1024;
 const CHUNK_BYTES: usize = 512 * 1024;
 /// Chunks queued per worker before the poll thread waits (back-pressure).
-const WORKER_QUEUE: usize = 8;
+const WORKER_QUEUE: usize = 64;
 
 /// One polled message inside a [`Chunk`]: ranges index the chunk's buffers.
 #[derive(Debug, Clone)]
@@ -256,19 +257,25 @@ enum ToWorker {
     Cut(SyncSender<WorkerBatch>),
 }
 
+/// One shard of the de-duplication set, alone on its cache lines so that workers locking
+/// different shards do not contend for the same line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<FxHashSet<u128>>);
+
 /// Event ids seen, shared by the workers: 64 shards, each behind its own lock.
 #[derive(Debug)]
 struct Dedupe {
-    shards: Vec<Mutex<FxHashSet<u128>>>,
+    shards: Vec<Shard>,
 }
 
 impl Dedupe {
     fn new() -> Self {
-        Self { shards: (0..64).map(|_| Mutex::new(FxHashSet::default())).collect() }
+        Self { shards: (0..64).map(|_| Shard::default()).collect() }
     }
 
     fn shard(&self, id: u128) -> std::sync::MutexGuard<'_, FxHashSet<u128>> {
-        self.shards[(id >> 122) as usize].lock().expect("dedupe shard")
+        self.shards[(id >> 122) as usize].0.lock().expect("dedupe shard")
     }
 
     /// Whether the id is new (and now remembered).
