@@ -1,6 +1,7 @@
 //! Decoding metering events: plain JSON, or CloudEvents 1.0 (structured JSON, or binary mode
 //! with `ce_*` Kafka headers). Decoding borrows from the message bytes; nothing is copied
-//! unless a string has JSON escapes.
+//! unless a string has JSON escapes. A one-pass scanner ([`crate::scan`]) reads the usual
+//! shapes; whatever it declines is decoded by `serde_json`, with the same result.
 //!
 //! The event format is documented in `docs/events.md`.
 
@@ -63,30 +64,30 @@ pub struct RawEvent<'a> {
     pub attributes: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct WireAsset<'a> {
+#[derive(Deserialize, Default)]
+pub(crate) struct WireAsset<'a> {
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    pub(crate) id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    parameter: Option<Cow<'a, str>>,
+    pub(crate) parameter: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    value: Option<Cow<'a, str>>,
+    pub(crate) value: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct WireItem<'a> {
+#[derive(Deserialize, Default)]
+pub(crate) struct WireItem<'a> {
     #[serde(borrow, default)]
-    mpn: Option<Cow<'a, str>>,
+    pub(crate) mpn: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    local_id: Option<Cow<'a, str>>,
+    pub(crate) local_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, alias = "id")]
-    global_id: Option<Cow<'a, str>>,
+    pub(crate) global_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub(crate) name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    unit: Option<Cow<'a, str>>,
+    pub(crate) unit: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    precision: Option<Cow<'a, str>>,
+    pub(crate) precision: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +131,56 @@ struct Wire<'a> {
     data: Option<&'a RawValue>,
 }
 
+/// The members of an event object; numbers and times as their JSON text. Filled by the fast
+/// scanner ([`crate::scan`]) for the common shapes, or from [`Wire`] by `serde_json`.
+#[derive(Default)]
+pub(crate) struct Fields<'a> {
+    pub(crate) id: Option<Cow<'a, str>>,
+    pub(crate) product: Option<Cow<'a, str>>,
+    pub(crate) asset: Option<WireAsset<'a>>,
+    pub(crate) asset_id: Option<Cow<'a, str>>,
+    pub(crate) item: Option<WireItem<'a>>,
+    pub(crate) item_mpn: Option<Cow<'a, str>>,
+    pub(crate) item_local_id: Option<Cow<'a, str>>,
+    pub(crate) item_global_id: Option<Cow<'a, str>>,
+    pub(crate) quantity: Option<&'a str>,
+    pub(crate) amount: Option<&'a str>,
+    pub(crate) tier: Option<&'a str>,
+    pub(crate) time: Option<&'a str>,
+    pub(crate) start_time: Option<&'a str>,
+    pub(crate) end_time: Option<&'a str>,
+    pub(crate) category: Option<Cow<'a, str>>,
+    pub(crate) attributes: Option<&'a str>,
+    pub(crate) specversion: Option<Cow<'a, str>>,
+    pub(crate) data: Option<&'a str>,
+}
+
+impl<'a> From<Wire<'a>> for Fields<'a> {
+    fn from(w: Wire<'a>) -> Self {
+        let raw = |v: Option<&'a RawValue>| v.map(RawValue::get);
+        Fields {
+            id: w.id,
+            product: w.product,
+            asset: w.asset,
+            asset_id: w.asset_id,
+            item: w.item,
+            item_mpn: w.item_mpn,
+            item_local_id: w.item_local_id,
+            item_global_id: w.item_global_id,
+            quantity: raw(w.quantity),
+            amount: raw(w.amount),
+            tier: raw(w.tier),
+            time: raw(w.time),
+            start_time: raw(w.start_time),
+            end_time: raw(w.end_time),
+            category: w.category,
+            attributes: raw(w.attributes),
+            specversion: w.specversion,
+            data: raw(w.data),
+        }
+    }
+}
+
 /// CloudEvents binary-mode attributes from Kafka headers (`ce_id`, `ce_time`, ...).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CeHeaders<'a> {
@@ -145,16 +196,26 @@ fn missing(field: &str) -> Rejection {
     Rejection::new(Code::MissingField, format!("required field `{field}` is missing"))
 }
 
-fn null_to_none(value: Option<&RawValue>) -> Option<&RawValue> {
-    value.filter(|v| v.get() != "null")
+fn null_to_none(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| *v != "null")
 }
 
 /// Decodes one message payload.
 pub fn decode<'a>(payload: &'a [u8], ce: &CeHeaders<'a>) -> Result<RawEvent<'a>, Rejection> {
-    let wire: Wire<'a> = serde_json::from_slice(payload).map_err(|e| {
-        let code = if e.is_data() { Code::InvalidField } else { Code::MalformedJson };
-        Rejection::new(code, format!("not a metering event: {e}"))
-    })?;
+    decode_with(payload, ce, true)
+}
+
+/// Decodes with the fast scanner first (when `fast`), `serde_json` for everything it declines.
+/// Both give the same result for every input; the scanner only declines.
+pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool) -> Result<RawEvent<'a>, Rejection> {
+    let scanned = if fast { crate::scan::fields(payload) } else { None };
+    let wire = match scanned {
+        Some(fields) => fields,
+        None => serde_json::from_slice::<Wire<'a>>(payload).map(Fields::from).map_err(|e| {
+            let code = if e.is_data() { Code::InvalidField } else { Code::MalformedJson };
+            Rejection::new(code, format!("not a metering event: {e}"))
+        })?,
+    };
     let mut ce_id: Option<Cow<'a, str>> = ce.id.map(Cow::Borrowed);
     let mut ce_time: Option<&'a str> = ce.time;
     if ce.specversion.is_some_and(|v| v != "1.0") {
@@ -165,11 +226,14 @@ pub fn decode<'a>(payload: &'a [u8], ce: &CeHeaders<'a>) -> Result<RawEvent<'a>,
             return Err(Rejection::new(Code::InvalidField, format!("CloudEvents specversion `{version}` is not 1.0")));
         }
         ce_id = wire.id.clone();
-        ce_time = wire.time.map(RawValue::get);
+        ce_time = wire.time;
         let data = wire.data.ok_or_else(|| missing("data"))?;
-        serde_json::from_str::<Wire<'a>>(data.get()).map_err(|e| {
-            Rejection::new(Code::InvalidField, format!("CloudEvents `data` is not a metering event: {e}"))
-        })?
+        match if fast { crate::scan::fields(data.as_bytes()) } else { None } {
+            Some(fields) => fields,
+            None => serde_json::from_str::<Wire<'a>>(data).map(Fields::from).map_err(|e| {
+                Rejection::new(Code::InvalidField, format!("CloudEvents `data` is not a metering event: {e}"))
+            })?,
+        }
     } else {
         wire
     };
@@ -208,21 +272,20 @@ pub fn decode<'a>(payload: &'a [u8], ce: &CeHeaders<'a>) -> Result<RawEvent<'a>,
             ItemRef { criteria, value, name: None, unit: None, precision: None }
         }
     };
-    let quantity = null_to_none(wire.quantity).ok_or_else(|| missing("quantity"))?.get();
-    let amount = null_to_none(wire.amount).map(RawValue::get);
+    let quantity = null_to_none(wire.quantity).ok_or_else(|| missing("quantity"))?;
+    let amount = null_to_none(wire.amount);
     let tier = match null_to_none(wire.tier) {
         None => None,
         Some(raw) => Some(
-            raw.get()
-                .trim_matches('"')
+            raw.trim_matches('"')
                 .parse::<i64>()
-                .map_err(|_| Rejection::new(Code::InvalidField, format!("`tier` {} is not an integer", raw.get())))?,
+                .map_err(|_| Rejection::new(Code::InvalidField, format!("`tier` {raw} is not an integer")))?,
         ),
     };
-    let time = null_to_none(wire.time).map(RawValue::get).or(ce_time);
-    let start = null_to_none(wire.start_time).map(RawValue::get).or(time).ok_or_else(|| missing("time"))?;
-    let end = null_to_none(wire.end_time).map(RawValue::get).unwrap_or(start);
-    let attributes = null_to_none(wire.attributes).map(RawValue::get);
+    let time = null_to_none(wire.time).or(ce_time);
+    let start = null_to_none(wire.start_time).or(time).ok_or_else(|| missing("time"))?;
+    let end = null_to_none(wire.end_time).unwrap_or(start);
+    let attributes = null_to_none(wire.attributes);
     if let Some(a) = attributes
         && !a.starts_with('{')
     {

@@ -15,6 +15,7 @@ mod kafka;
 pub mod loadgen;
 pub mod pipeline;
 pub mod reject;
+mod scan;
 pub mod validate;
 
 pub use config::IngestConfig;
