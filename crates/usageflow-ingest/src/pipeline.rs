@@ -12,8 +12,9 @@
 //!   partitions. At the end of a batch the poll thread sends every worker a *cut*; each
 //!   worker hands what it holds to the flusher and starts the next batch;
 //! * the **flusher thread** joins the poll thread's offsets with the workers' data and
-//!   writes the batch: Parquet files, then the lake commit, then one Kafka transaction
-//!   holding the batch's dead-letter events and the consumer offsets.
+//!   writes the batch: Parquet files (each partition's encoded on a thread of its own), then
+//!   the lake commit, then one Kafka transaction holding the batch's dead-letter events and
+//!   the consumer offsets.
 //!
 //! Every hand-over is bounded: 64 chunks per worker (deep enough that a long run of one
 //! partition's messages does not leave the other workers idle); a finished batch is handed to the flusher
@@ -39,6 +40,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -738,8 +740,11 @@ fn nonce() -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()))
 }
 
+/// An encoded data file: where it goes, its bytes, and its manifest entry.
+type Encoded = (Path, Bytes, DataFile);
+
 impl Flusher {
-    async fn put(&self, path: Path, bytes: bytes::Bytes) -> Result<u64, PipelineError> {
+    async fn put(&self, path: Path, bytes: Bytes) -> Result<u64, PipelineError> {
         let len = bytes.len() as u64;
         self.store
             .put(&path, PutPayload::from(bytes))
@@ -748,8 +753,8 @@ impl Flusher {
         Ok(len)
     }
 
-    /// Writes the data files of one partition's batch.
-    async fn write_files(&self, partition: i32, batch: &mut PartBatch) -> Result<Vec<DataFile>, PipelineError> {
+    /// Encodes the data files of one partition's batch (CPU only; they are stored after).
+    fn encode_files(&self, partition: i32, batch: &mut PartBatch) -> Result<Vec<Encoded>, PipelineError> {
         let (Some(from), Some(to)) = (batch.marks.lake_from.or(Some(0)), batch.marks.lake_to) else {
             return Ok(Vec::new());
         };
@@ -795,19 +800,22 @@ impl Flusher {
             let path = paths::records_file(&product.id, &month, partition, from, to, &nonce);
             let bytes = to_parquet(&batch)
                 .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
-            let len = self.put(path.clone(), bytes).await?;
-            metrics::counter!("usageflow_lake_bytes_written_total", "table" => "records").increment(len);
-            files.push(DataFile {
-                path: path.to_string(),
-                table: Table::Records,
-                rows,
-                bytes: len,
-                kafka_partition: Some(partition),
-                offset_start: Some(from),
-                offset_end: Some(to),
-                product: Some(product.id.clone()),
-                partition_value: Some(month),
-            });
+            let len = bytes.len() as u64;
+            files.push((
+                path.clone(),
+                bytes,
+                DataFile {
+                    path: path.to_string(),
+                    table: Table::Records,
+                    rows,
+                    bytes: len,
+                    kafka_partition: Some(partition),
+                    offset_start: Some(from),
+                    offset_end: Some(to),
+                    product: Some(product.id.clone()),
+                    partition_value: Some(month),
+                },
+            ));
         }
         if !batch.data.events.is_empty() {
             let events = batch.data.events.finish();
@@ -815,19 +823,22 @@ impl Flusher {
             let path = paths::events_file(&date, partition, from, to, &nonce);
             let bytes = to_parquet(&events)
                 .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
-            let len = self.put(path.clone(), bytes).await?;
-            metrics::counter!("usageflow_lake_bytes_written_total", "table" => "events").increment(len);
-            files.push(DataFile {
-                path: path.to_string(),
-                table: Table::Events,
-                rows: events.num_rows() as u64,
-                bytes: len,
-                kafka_partition: Some(partition),
-                offset_start: Some(from),
-                offset_end: Some(to),
-                product: None,
-                partition_value: Some(date),
-            });
+            let len = bytes.len() as u64;
+            files.push((
+                path.clone(),
+                bytes,
+                DataFile {
+                    path: path.to_string(),
+                    table: Table::Events,
+                    rows: events.num_rows() as u64,
+                    bytes: len,
+                    kafka_partition: Some(partition),
+                    offset_start: Some(from),
+                    offset_end: Some(to),
+                    product: None,
+                    partition_value: Some(date),
+                },
+            ));
         }
         Ok(files)
     }
@@ -861,10 +872,28 @@ impl Flusher {
         let _entered = span.enter();
         // 1. Data files, then 2. the lake commit.
         let mut request = CommitRequest { operation: "ingest".to_owned(), ..CommitRequest::default() };
+        // Partitions are encoded in parallel (on a 2-core machine the workers are often waiting
+        // for this batch's hand-over meanwhile), then stored.
+        let encoded: Vec<Result<Vec<Encoded>, PipelineError>> = std::thread::scope(|scope| {
+            let encoders: Vec<_> = parts
+                .iter_mut()
+                .map(|(partition, batch)| scope.spawn(|| self.encode_files(*partition, batch)))
+                .collect();
+            encoders
+                .into_iter()
+                .map(|e| e.join().unwrap_or_else(|_| Err(PipelineError::Flusher("a Parquet encoder panicked".into()))))
+                .collect()
+        });
         runtime.block_on(async {
-            for (partition, batch) in &mut parts {
-                let files = self.write_files(*partition, batch).await?;
-                request.add.extend(files);
+            for files in encoded {
+                for (path, bytes, file) in files? {
+                    self.put(path, bytes).await?;
+                    let table = if file.table == Table::Events { "events" } else { "records" };
+                    metrics::counter!("usageflow_lake_bytes_written_total", "table" => table).increment(file.bytes);
+                    request.add.push(file);
+                }
+            }
+            for (partition, batch) in &parts {
                 if let Some(to) = batch.marks.lake_to {
                     request
                         .advance
