@@ -40,6 +40,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
 use object_store::path::Path;
@@ -743,6 +744,33 @@ fn nonce() -> String {
 /// An encoded data file: where it goes, its bytes, and its manifest entry.
 type Encoded = (Path, Bytes, DataFile);
 
+/// Where one data file of a partition's batch goes and what it covers.
+struct FileOf<'a> {
+    table: Table,
+    path: Path,
+    partition: i32,
+    offsets: (i64, i64),
+    product: Option<&'a str>,
+    partition_value: String,
+}
+
+fn encode(batch: &RecordBatch, f: FileOf<'_>) -> Result<Encoded, PipelineError> {
+    let bytes =
+        to_parquet(batch).map_err(|e| PipelineError::Write { path: f.path.to_string(), reason: e.to_string() })?;
+    let file = DataFile {
+        path: f.path.to_string(),
+        table: f.table,
+        rows: batch.num_rows() as u64,
+        bytes: bytes.len() as u64,
+        kafka_partition: Some(f.partition),
+        offset_start: Some(f.offsets.0),
+        offset_end: Some(f.offsets.1),
+        product: f.product.map(str::to_owned),
+        partition_value: Some(f.partition_value),
+    };
+    Ok((f.path, bytes, file))
+}
+
 impl Flusher {
     async fn put(&self, path: Path, bytes: Bytes) -> Result<u64, PipelineError> {
         let len = bytes.len() as u64;
@@ -795,50 +823,29 @@ impl Flusher {
                     kafka_partition: partition,
                 });
             }
-            let batch = builder.finish();
-            let rows = batch.num_rows() as u64;
             let path = paths::records_file(&product.id, &month, partition, from, to, &nonce);
-            let bytes = to_parquet(&batch)
-                .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
-            let len = bytes.len() as u64;
-            files.push((
-                path.clone(),
-                bytes,
-                DataFile {
-                    path: path.to_string(),
-                    table: Table::Records,
-                    rows,
-                    bytes: len,
-                    kafka_partition: Some(partition),
-                    offset_start: Some(from),
-                    offset_end: Some(to),
-                    product: Some(product.id.clone()),
-                    partition_value: Some(month),
-                },
-            ));
+            let file = FileOf {
+                table: Table::Records,
+                path,
+                partition,
+                offsets: (from, to),
+                product: Some(&product.id),
+                partition_value: month,
+            };
+            files.push(encode(&builder.finish(), file)?);
         }
         if !batch.data.events.is_empty() {
-            let events = batch.data.events.finish();
             let date = date_of(batch.data.first_kafka_ts.unwrap_or_default());
             let path = paths::events_file(&date, partition, from, to, &nonce);
-            let bytes = to_parquet(&events)
-                .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
-            let len = bytes.len() as u64;
-            files.push((
-                path.clone(),
-                bytes,
-                DataFile {
-                    path: path.to_string(),
-                    table: Table::Events,
-                    rows: events.num_rows() as u64,
-                    bytes: len,
-                    kafka_partition: Some(partition),
-                    offset_start: Some(from),
-                    offset_end: Some(to),
-                    product: None,
-                    partition_value: Some(date),
-                },
-            ));
+            let file = FileOf {
+                table: Table::Events,
+                path,
+                partition,
+                offsets: (from, to),
+                product: None,
+                partition_value: date,
+            };
+            files.push(encode(&batch.data.events.finish(), file)?);
         }
         Ok(files)
     }
