@@ -205,17 +205,26 @@ pub fn decode<'a>(payload: &'a [u8], ce: &CeHeaders<'a>) -> Result<RawEvent<'a>,
     decode_with(payload, ce, true)
 }
 
+/// The members of an event object: from the scanner (when `fast`), or from `serde_json`, whose
+/// errors `rejection` explains.
+fn fields_of<'a>(
+    json: &'a [u8],
+    fast: bool,
+    rejection: impl FnOnce(serde_json::Error) -> Rejection,
+) -> Result<Fields<'a>, Rejection> {
+    if let Some(fields) = fast.then(|| crate::scan::fields(json)).flatten() {
+        return Ok(fields);
+    }
+    serde_json::from_slice::<Wire<'a>>(json).map(Fields::from).map_err(rejection)
+}
+
 /// Decodes with the fast scanner first (when `fast`), `serde_json` for everything it declines.
 /// Both give the same result for every input; the scanner only declines.
 pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool) -> Result<RawEvent<'a>, Rejection> {
-    let scanned = if fast { crate::scan::fields(payload) } else { None };
-    let wire = match scanned {
-        Some(fields) => fields,
-        None => serde_json::from_slice::<Wire<'a>>(payload).map(Fields::from).map_err(|e| {
-            let code = if e.is_data() { Code::InvalidField } else { Code::MalformedJson };
-            Rejection::new(code, format!("not a metering event: {e}"))
-        })?,
-    };
+    let wire = fields_of(payload, fast, |e| {
+        let code = if e.is_data() { Code::InvalidField } else { Code::MalformedJson };
+        Rejection::new(code, format!("not a metering event: {e}"))
+    })?;
     let mut ce_id: Option<Cow<'a, str>> = ce.id.map(Cow::Borrowed);
     let mut ce_time: Option<&'a str> = ce.time;
     if ce.specversion.is_some_and(|v| v != "1.0") {
@@ -228,12 +237,9 @@ pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool)
         ce_id = wire.id.clone();
         ce_time = wire.time;
         let data = wire.data.ok_or_else(|| missing("data"))?;
-        match if fast { crate::scan::fields(data.as_bytes()) } else { None } {
-            Some(fields) => fields,
-            None => serde_json::from_str::<Wire<'a>>(data).map(Fields::from).map_err(|e| {
-                Rejection::new(Code::InvalidField, format!("CloudEvents `data` is not a metering event: {e}"))
-            })?,
-        }
+        fields_of(data.as_bytes(), fast, |e| {
+            Rejection::new(Code::InvalidField, format!("CloudEvents `data` is not a metering event: {e}"))
+        })?
     } else {
         wire
     };

@@ -17,10 +17,10 @@
 //!   the consumer offsets.
 //!
 //! Every hand-over is bounded: 64 chunks per worker (deep enough that a long run of one
-//! partition's messages does not leave the other workers idle); a finished batch is handed to the flusher
-//! only once it has written the previous one. When they are full the poll thread waits, so
-//! memory stays bounded and the consumer is back-pressured instead of anything being
-//! dropped.
+//! partition's messages does not leave the other workers idle); a finished batch is handed to
+//! the flusher only once it has written the previous one. When they are full the poll thread
+//! waits, so memory stays bounded and the consumer is back-pressured instead of anything
+//! being dropped.
 //!
 //! # Exactly once
 //! The lake is the system of record for data: each commit stores, per partition, the next
@@ -515,7 +515,7 @@ impl Processor {
     }
 
     /// Records the message's offsets and copies it into its worker's chunk.
-    fn process(&mut self, msg: &BorrowedMessage<'_>) {
+    fn route(&mut self, msg: &BorrowedMessage<'_>) {
         let partition = msg.partition();
         let offset = msg.offset();
         let kafka_ts = msg.timestamp().to_millis().unwrap_or(0).saturating_mul(1000);
@@ -594,7 +594,7 @@ impl Processor {
     }
 
     /// Closes the batch: the workers hand their share to the flusher, which writes it after
-    /// the previous batch (the poll thread waits while a batch is already queued there).
+    /// the previous batch (the poll thread waits until the flusher has written that one).
     fn hand_off(&mut self) {
         self.report();
         self.batch_events = 0;
@@ -854,13 +854,14 @@ impl Flusher {
     fn gather(job: FlushJob) -> Result<BTreeMap<i32, PartBatch>, PipelineError> {
         let mut parts: BTreeMap<i32, PartBatch> =
             job.marks.into_iter().map(|(p, marks)| (p, PartBatch { marks, ..PartBatch::default() })).collect();
+        let mut delivered = FxHashSet::default();
         for _ in 0..job.workers {
             let share = job.from_workers.recv().map_err(|_| PipelineError::Flusher("a worker stopped".into()))?;
             for (p, data) in share.parts {
                 let Some(batch) = parts.get_mut(&p) else {
                     return Err(PipelineError::Flusher(format!("partition {p} has data but no offsets")));
                 };
-                if !batch.data.events.is_empty() || !batch.data.records.is_empty() || !batch.data.rejected.is_empty() {
+                if !delivered.insert(p) {
                     return Err(PipelineError::Flusher(format!("partition {p} was processed by two workers")));
                 }
                 batch.data = data;
@@ -1173,7 +1174,7 @@ impl Ingester {
                 Some(Ok(msg)) => {
                     let mut guard = consumer.context().processor.lock().expect("processor");
                     let p = guard.as_mut().expect("processor present");
-                    p.process(&msg);
+                    p.route(&msg);
                     if p.batch_due() {
                         p.hand_off();
                     }
