@@ -1,6 +1,6 @@
 //! Decoding metering events: plain JSON, or CloudEvents 1.0 (structured JSON, or binary mode
 //! with `ce_*` Kafka headers). Decoding borrows from the message bytes; nothing is copied
-//! unless a string has JSON escapes. A one-pass scanner ([`crate::scan`]) reads the usual
+//! unless a string has JSON escapes. A one-pass scanner (the `scan` module) reads the usual
 //! shapes; whatever it declines is decoded by `serde_json`, with the same result.
 //!
 //! The event format is documented in `docs/events.md`.
@@ -132,7 +132,7 @@ struct Wire<'a> {
 }
 
 /// The members of an event object; numbers and times as their JSON text. Filled by the fast
-/// scanner ([`crate::scan`]) for the common shapes, or from [`Wire`] by `serde_json`.
+/// scanner (the `scan` module) for the common shapes, or from [`Wire`] by `serde_json`.
 #[derive(Default)]
 pub(crate) struct Fields<'a> {
     pub(crate) id: Option<Cow<'a, str>>,

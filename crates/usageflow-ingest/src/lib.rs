@@ -9,6 +9,7 @@
 
 mod config;
 pub mod decode;
+mod dedupe;
 mod error;
 pub mod fixed;
 mod kafka;

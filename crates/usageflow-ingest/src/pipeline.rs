@@ -8,9 +8,10 @@
 //! * **workers** (`ingest.workers`, one per CPU by default) decode, validate, de-duplicate
 //!   and aggregate the messages and append the raw events. A partition is routed to one
 //!   worker while it is assigned, so its messages are processed in offset order; the
-//!   de-duplication set is shared (64 locked shards), so duplicates are found across
-//!   partitions. At the end of a batch the poll thread sends every worker a *cut*; each
-//!   worker hands what it holds to the flusher and starts the next batch;
+//!   de-duplication set is shared (64 locked shards, a chunk's ids inserted at once, see
+//!   the `dedupe` module), so duplicates are found across partitions. At the end of a batch
+//!   the poll thread sends every worker a *cut*; each worker hands what it holds to the
+//!   flusher and starts the next batch;
 //! * the **flusher thread** joins the poll thread's offsets with the workers' data and
 //!   writes the batch: Parquet files (each partition's encoded on a thread of its own), then
 //!   the lake commit, then one Kafka transaction holding the batch's dead-letter events and
@@ -33,6 +34,7 @@
 //! Event ids are remembered from the committed raw events, so duplicates are recognised
 //! across restarts and rebalances.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +58,7 @@ use usageflow_lake::tables::{EventRow, EventsBuilder, RecordRow, RecordsBuilder,
 use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
 
 use crate::decode::{CeHeaders, decode};
+use crate::dedupe::{BatchScratch, Dedupe, event_key};
 use crate::reject::Rejection;
 use crate::validate::{DynamicItems, Index, ItemKey, Validator};
 use crate::{IngestConfig, KafkaConfig};
@@ -243,6 +246,39 @@ impl Chunk {
         });
     }
 
+    /// The CloudEvents binary-mode headers of a message.
+    fn ce_headers(&self, m: &Meta) -> CeHeaders<'_> {
+        let mut ce = CeHeaders::default();
+        for (name, value) in &self.headers[m.headers.clone()] {
+            let value = value.as_ref().and_then(|v| std::str::from_utf8(&self.data[v.clone()]).ok());
+            match &self.data[name.clone()] {
+                b"ce_specversion" => ce.specversion = value,
+                b"ce_id" => ce.id = value,
+                b"ce_time" => ce.time = value,
+                _ => {}
+            }
+        }
+        ce
+    }
+
+    /// A rejected message, copied out for the dead-letter topic.
+    fn rejected(&self, m: &Meta, rejection: Rejection) -> Rejected {
+        Rejected {
+            partition: m.partition,
+            offset: m.offset,
+            key: m.key.clone().map(|k| self.data[k].to_vec()),
+            payload: self.data[m.payload.clone()].to_vec(),
+            headers: self.headers[m.headers.clone()]
+                .iter()
+                .map(|(name, value)| {
+                    let name = String::from_utf8_lossy(&self.data[name.clone()]).into_owned();
+                    (name, value.clone().map(|v| self.data[v].to_vec()).unwrap_or_default())
+                })
+                .collect(),
+            rejection,
+        }
+    }
+
     fn full(&self) -> bool {
         self.metas.len() >= CHUNK_MESSAGES || self.data.len() >= CHUNK_BYTES
     }
@@ -260,47 +296,6 @@ enum ToWorker {
     Cut(SyncSender<WorkerBatch>),
 }
 
-/// One shard of the de-duplication set, alone on its cache lines so that workers locking
-/// different shards do not contend for the same line.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Shard(Mutex<FxHashSet<u128>>);
-
-/// Event ids seen, shared by the workers: 64 shards, each behind its own lock.
-#[derive(Debug)]
-struct Dedupe {
-    shards: Vec<Shard>,
-}
-
-impl Dedupe {
-    fn new() -> Self {
-        Self { shards: (0..64).map(|_| Shard::default()).collect() }
-    }
-
-    fn shard(&self, id: u128) -> std::sync::MutexGuard<'_, FxHashSet<u128>> {
-        self.shards[(id >> 122) as usize].0.lock().expect("dedupe shard")
-    }
-
-    /// Whether the id is new (and now remembered).
-    fn insert(&self, id: u128) -> bool {
-        self.shard(id).insert(id)
-    }
-
-    fn extend(&self, ids: Vec<u128>) {
-        for id in ids {
-            self.shard(id).insert(id);
-        }
-    }
-}
-
-fn hash_id(product: &str, id: &str) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(product.as_bytes());
-    h.update(&[0]);
-    h.update(id.as_bytes());
-    h.digest128()
-}
-
 /// Per-chunk counts, published once per chunk rather than per event.
 #[derive(Debug, Default)]
 struct Tally {
@@ -316,10 +311,23 @@ struct Worker {
     index: Arc<Index>,
     validator: Validator,
     dedupe: Arc<Dedupe>,
+    /// The de-duplication keys of a chunk's valid events, and whether each was new.
+    keys: Vec<u128>,
+    fresh: Vec<bool>,
+    scratch: BatchScratch,
     categories: Vec<String>,
     category_ids: FxHashMap<String, u32>,
     parts: FxHashMap<i32, PartData>,
     counters: Arc<Counters>,
+}
+
+/// A valid event of the chunk being processed, waiting for the de-duplication verdict.
+struct Candidate<'c> {
+    meta: &'c Meta,
+    valid: crate::validate::Valid,
+    id: Cow<'c, str>,
+    category: Option<Cow<'c, str>>,
+    attributes: Option<&'c str>,
 }
 
 impl Worker {
@@ -327,10 +335,7 @@ impl Worker {
         for msg in from_poll {
             match msg {
                 ToWorker::Chunk(mut chunk) => {
-                    let mut tally = Tally::default();
-                    for meta in &chunk.metas {
-                        self.process(&chunk, meta, &mut tally);
-                    }
+                    let tally = self.process(&chunk);
                     add(&self.counters.accepted, tally.accepted);
                     add(&self.counters.rejected, tally.rejected);
                     add(&self.counters.duplicates, tally.duplicates);
@@ -350,118 +355,133 @@ impl Worker {
         }
     }
 
-    fn process(&mut self, chunk: &Chunk, m: &Meta, tally: &mut Tally) {
-        let payload = &chunk.data[m.payload.clone()];
-        let mut ce = CeHeaders::default();
-        for (name, value) in &chunk.headers[m.headers.clone()] {
-            let value = value.as_ref().and_then(|v| std::str::from_utf8(&chunk.data[v.clone()]).ok());
-            match &chunk.data[name.clone()] {
-                b"ce_specversion" => ce.specversion = value,
-                b"ce_id" => ce.id = value,
-                b"ce_time" => ce.time = value,
-                _ => {}
+    /// Processes a chunk in three passes: decode and validate every message (rejections go
+    /// to the dead-letter list at once), then de-duplicate the valid events' keys in one
+    /// batch, then aggregate and append the new events, in offset order.
+    fn process(&mut self, chunk: &Chunk) -> Tally {
+        let mut tally = Tally::default();
+        // Binary-mode `ce_time` is a bare RFC 3339 string and the decoder expects JSON text:
+        // quoted copies, kept for the whole chunk like the events that borrow them.
+        let quoted: Vec<(usize, String)> = chunk
+            .metas
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| chunk.ce_headers(m).time.map(|t| (i, format!("\"{t}\""))))
+            .collect();
+        let mut quoted_iter = quoted.iter().peekable();
+        let mut valid = Vec::with_capacity(chunk.metas.len());
+        self.keys.clear();
+        for (i, m) in chunk.metas.iter().enumerate() {
+            let payload = &chunk.data[m.payload.clone()];
+            let mut ce = chunk.ce_headers(m);
+            if let Some((_, t)) = quoted_iter.next_if(|(at, _)| *at == i) {
+                ce.time = Some(t);
             }
-        }
-        // Binary-mode `ce_time` is a bare RFC 3339 string; the decoder expects JSON text.
-        let quoted_time;
-        if let Some(t) = ce.time {
-            quoted_time = format!("\"{t}\"");
-            ce.time = Some(&quoted_time);
-        }
-        let outcome = decode(payload, &ce).and_then(|event| {
-            let valid = self.validator.validate(&event, m.kafka_ts)?;
-            Ok((event, valid))
-        });
-        let part = self.parts.entry(m.partition).or_default();
-        match outcome {
-            Err(rejection) => {
-                metrics::counter!("usageflow_events_rejected_total", "reason" => rejection.code.as_str()).increment(1);
-                tally.rejected += 1;
-                part.rejected.push(Rejected {
-                    partition: m.partition,
-                    offset: m.offset,
-                    key: m.key.clone().map(|k| chunk.data[k].to_vec()),
-                    payload: payload.to_vec(),
-                    headers: chunk.headers[m.headers.clone()]
-                        .iter()
-                        .map(|(name, value)| {
-                            let name = String::from_utf8_lossy(&chunk.data[name.clone()]).into_owned();
-                            (name, value.clone().map(|v| chunk.data[v].to_vec()).unwrap_or_default())
-                        })
-                        .collect(),
-                    rejection,
-                });
-            }
-            Ok(_) if m.replay => tally.replayed += 1,
-            Ok((event, valid)) => {
-                let product = &self.index.products[valid.product as usize];
-                if !self.dedupe.insert(hash_id(&product.id, &event.id)) {
-                    tally.duplicates += 1;
-                    return;
+            let outcome = decode(payload, &ce).and_then(|event| {
+                let valid = self.validator.validate(&event, m.kafka_ts)?;
+                Ok((event, valid))
+            });
+            match outcome {
+                Err(rejection) => {
+                    metrics::counter!("usageflow_events_rejected_total", "reason" => rejection.code.as_str())
+                        .increment(1);
+                    tally.rejected += 1;
+                    let part = self.parts.entry(m.partition).or_default();
+                    part.rejected.push(chunk.rejected(m, rejection));
                 }
-                tally.accepted += 1;
-                let category = match &event.category {
-                    None => 0,
-                    Some(c) => match self.category_ids.get(c.as_ref()) {
-                        Some(&id) => id,
-                        None => {
-                            self.categories.push(c.to_string());
-                            let id = self.categories.len() as u32;
-                            self.category_ids.insert(c.to_string(), id);
-                            id
-                        }
-                    },
-                };
-                let key = AggKey {
-                    asset: valid.asset,
-                    item: valid.item,
-                    tier: valid.tier.unwrap_or(-1),
-                    category,
-                    period_start: valid.period_start,
-                };
-                part.records
-                    .entry(key)
-                    .and_modify(|a| {
-                        a.quantity += valid.quantity;
-                        a.amount = match (a.amount, valid.amount) {
-                            (Some(x), Some(y)) => Some(x + y),
-                            (x, y) => x.or(y),
-                        };
-                        a.count += 1;
-                        a.first = a.first.min(valid.start);
-                        a.last = a.last.max(valid.end);
-                    })
-                    .or_insert(Agg {
-                        period_end: valid.period_end,
-                        quantity: valid.quantity,
-                        amount: valid.amount,
-                        count: 1,
-                        first: valid.start,
-                        last: valid.end,
+                Ok(_) if m.replay => tally.replayed += 1,
+                Ok((event, v)) => {
+                    let product = &self.index.products[v.product as usize];
+                    self.keys.push(event_key(&product.id, &event.id));
+                    valid.push(Candidate {
+                        meta: m,
+                        valid: v,
+                        id: event.id,
+                        category: event.category,
+                        attributes: event.attributes,
                     });
-                let asset = &self.index.assets[valid.asset as usize];
-                let item = self.validator.dynamic.info(&self.index, valid.product, valid.item);
-                part.first_kafka_ts.get_or_insert(m.kafka_ts);
-                part.events.push(&EventRow {
-                    event_id: &event.id,
-                    product_id: &product.id,
-                    contract_id: &asset.contract,
-                    asset_id: &asset.id,
-                    item_id: item.id.as_deref(),
-                    item_mpn: &item.mpn,
-                    tier: valid.tier,
-                    category_id: event.category.as_deref(),
-                    quantity: valid.quantity,
-                    amount: valid.amount,
-                    start_time: valid.start,
-                    end_time: valid.end,
-                    attributes: event.attributes,
-                    kafka_partition: m.partition,
-                    kafka_offset: m.offset,
-                    kafka_timestamp: m.kafka_ts,
-                });
+                }
             }
         }
+        self.dedupe.insert_batch(&self.keys, &mut self.fresh, &mut self.scratch);
+        let fresh = std::mem::take(&mut self.fresh);
+        for (event, &new) in valid.into_iter().zip(&fresh) {
+            if new {
+                tally.accepted += 1;
+                self.accept(event);
+            } else {
+                tally.duplicates += 1;
+            }
+        }
+        self.fresh = fresh;
+        tally
+    }
+
+    /// Adds a new valid event to its usage record and to the raw events.
+    fn accept(&mut self, event: Candidate<'_>) {
+        let Candidate { meta: m, valid, id, category: category_id, attributes } = event;
+        let category = match &category_id {
+            None => 0,
+            Some(c) => match self.category_ids.get(c.as_ref()) {
+                Some(&id) => id,
+                None => {
+                    self.categories.push(c.to_string());
+                    let id = self.categories.len() as u32;
+                    self.category_ids.insert(c.to_string(), id);
+                    id
+                }
+            },
+        };
+        let key = AggKey {
+            asset: valid.asset,
+            item: valid.item,
+            tier: valid.tier.unwrap_or(-1),
+            category,
+            period_start: valid.period_start,
+        };
+        let part = self.parts.entry(m.partition).or_default();
+        part.records
+            .entry(key)
+            .and_modify(|a| {
+                a.quantity += valid.quantity;
+                a.amount = match (a.amount, valid.amount) {
+                    (Some(x), Some(y)) => Some(x + y),
+                    (x, y) => x.or(y),
+                };
+                a.count += 1;
+                a.first = a.first.min(valid.start);
+                a.last = a.last.max(valid.end);
+            })
+            .or_insert(Agg {
+                period_end: valid.period_end,
+                quantity: valid.quantity,
+                amount: valid.amount,
+                count: 1,
+                first: valid.start,
+                last: valid.end,
+            });
+        let product = &self.index.products[valid.product as usize];
+        let asset = &self.index.assets[valid.asset as usize];
+        let item = self.validator.dynamic.info(&self.index, valid.product, valid.item);
+        part.first_kafka_ts.get_or_insert(m.kafka_ts);
+        part.events.push(&EventRow {
+            event_id: &id,
+            product_id: &product.id,
+            contract_id: &asset.contract,
+            asset_id: &asset.id,
+            item_id: item.id.as_deref(),
+            item_mpn: &item.mpn,
+            tier: valid.tier,
+            category_id: category_id.as_deref(),
+            quantity: valid.quantity,
+            amount: valid.amount,
+            start_time: valid.start,
+            end_time: valid.end,
+            attributes,
+            kafka_partition: m.partition,
+            kafka_offset: m.offset,
+            kafka_timestamp: m.kafka_ts,
+        });
     }
 }
 
@@ -648,7 +668,7 @@ impl Processor {
             }
             let mut ids = Vec::new();
             let n = usageflow_lake::tables::event_ids(&self.store, &fresh, partitions, |_, product, id| {
-                ids.push(hash_id(product, id));
+                ids.push(event_key(product, id));
             })
             .await?;
             let paths: Vec<String> = fresh
@@ -664,9 +684,15 @@ impl Processor {
                 for p in partitions {
                     self.lake_next.insert(*p, state.offset(&self.topic, *p));
                 }
-                self.dedupe.extend(ids);
+                self.dedupe.extend(&ids);
                 self.loaded_event_files.extend(paths);
-                tracing::info!(?partitions, lake_version = state.version, event_ids = n, "partitions assigned");
+                tracing::info!(
+                    ?partitions,
+                    lake_version = state.version,
+                    event_ids = n,
+                    remembered = self.dedupe.len(),
+                    "partitions assigned"
+                );
             }
             Err(err) => self.fail(err),
         }
@@ -1090,7 +1116,7 @@ impl Ingester {
             })
             .map_err(|e| PipelineError::Flusher(e.to_string()))?;
 
-        let dedupe = Arc::new(Dedupe::new());
+        let dedupe = Arc::new(Dedupe::default());
         let (recycle, recycled) = channel();
         let mut links = Vec::new();
         let mut worker_threads = Vec::new();
@@ -1100,6 +1126,9 @@ impl Ingester {
                 index: self.index.clone(),
                 validator: Validator::new(self.index.clone(), self.config.validation.clone()),
                 dedupe: dedupe.clone(),
+                keys: Vec::new(),
+                fresh: Vec::new(),
+                scratch: BatchScratch::default(),
                 categories: Vec::new(),
                 category_ids: FxHashMap::default(),
                 parts: FxHashMap::default(),
@@ -1163,14 +1192,27 @@ impl Ingester {
 
         let mut last_progress = Instant::now();
         let progress_every = Duration::from_secs(self.config.progress_interval_secs.max(1));
+        // Failures, the stop flag and the progress line are looked at after an idle poll and
+        // every 1,024 messages, not per message.
+        let mut turn: u32 = 0;
+        let mut idle = true;
         let result = loop {
-            if let Some(err) = failure.lock().expect("failure slot").take() {
+            turn = turn.wrapping_add(1);
+            let look = idle || turn.is_multiple_of(1024);
+            if look && let Some(err) = failure.lock().expect("failure slot").take() {
                 break Err(err);
             }
-            if stop.load(Ordering::Relaxed) {
+            if look && stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            match consumer.poll(Duration::from_millis(100)) {
+            // A non-blocking poll first: while messages are queued, librdkafka then reads no
+            // clock for the wait (each clock read is about 25 ns, per message).
+            let polled = match consumer.poll(Duration::ZERO) {
+                None => consumer.poll(Duration::from_millis(100)),
+                some => some,
+            };
+            idle = polled.is_none();
+            match polled {
                 Some(Ok(msg)) => {
                     let mut guard = consumer.context().processor.lock().expect("processor");
                     let p = guard.as_mut().expect("processor present");
@@ -1195,7 +1237,7 @@ impl Ingester {
                     }
                 }
             }
-            if last_progress.elapsed() >= progress_every {
+            if look && last_progress.elapsed() >= progress_every {
                 last_progress = Instant::now();
                 self.progress(&consumer);
             }

@@ -21,7 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::manifest::{LakeState, Table};
@@ -355,8 +355,13 @@ impl EventsBuilder {
 /// the writer falls back to plain encoding.
 const DISTINCT_COLUMNS: [&str; 3] = ["event_id", "kafka_offset", "attributes"];
 
-/// Encodes a batch as a Parquet file (Snappy, page statistics, one row group per million rows;
-/// dictionary encoding except for the columns of distinct values).
+/// Columns without statistics: random ids and JSON text, whose minimum and maximum prune
+/// nothing but cost a string comparison per value to keep.
+const NO_STATISTICS_COLUMNS: [&str; 2] = ["event_id", "attributes"];
+
+/// Encodes a batch as a Parquet file (Snappy, page statistics except for event ids and
+/// attributes, one row group per million rows; dictionary encoding except for the columns of
+/// distinct values).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -364,6 +369,9 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::Parquet
         .set_created_by("usageflow".to_owned());
     for column in DISTINCT_COLUMNS {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in NO_STATISTICS_COLUMNS {
+        props = props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     let props = props.build();
     let mut buffer = Vec::with_capacity(1 << 20);
