@@ -210,18 +210,21 @@ pub fn decode<'a>(payload: &'a [u8], ce: &CeHeaders<'a>) -> Result<RawEvent<'a>,
 fn fields_of<'a>(
     json: &'a [u8],
     fast: bool,
+    out: &mut Fields<'a>,
     rejection: impl FnOnce(serde_json::Error) -> Rejection,
-) -> Result<Fields<'a>, Rejection> {
-    if let Some(fields) = fast.then(|| crate::scan::fields(json)).flatten() {
-        return Ok(fields);
+) -> Result<(), Rejection> {
+    if fast && crate::scan::fields_into(json, out) {
+        return Ok(());
     }
-    serde_json::from_slice::<Wire<'a>>(json).map(Fields::from).map_err(rejection)
+    *out = serde_json::from_slice::<Wire<'a>>(json).map(Fields::from).map_err(rejection)?;
+    Ok(())
 }
 
 /// Decodes with the fast scanner first (when `fast`), `serde_json` for everything it declines.
 /// Both give the same result for every input; the scanner only declines.
 pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool) -> Result<RawEvent<'a>, Rejection> {
-    let wire = fields_of(payload, fast, |e| {
+    let mut outer = Fields::default();
+    fields_of(payload, fast, &mut outer, |e| {
         let code = if e.is_data() { Code::InvalidField } else { Code::MalformedJson };
         Rejection::new(code, format!("not a metering event: {e}"))
     })?;
@@ -230,25 +233,27 @@ pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool)
     if ce.specversion.is_some_and(|v| v != "1.0") {
         return Err(Rejection::new(Code::InvalidField, "only CloudEvents specversion 1.0 is supported"));
     }
-    let wire = if let Some(version) = &wire.specversion {
+    let mut inner = Fields::default();
+    let wire = if let Some(version) = &outer.specversion {
         if version != "1.0" {
             return Err(Rejection::new(Code::InvalidField, format!("CloudEvents specversion `{version}` is not 1.0")));
         }
-        ce_id = wire.id.clone();
-        ce_time = wire.time;
-        let data = wire.data.ok_or_else(|| missing("data"))?;
-        fields_of(data.as_bytes(), fast, |e| {
+        ce_id = outer.id.take();
+        ce_time = outer.time;
+        let data = outer.data.ok_or_else(|| missing("data"))?;
+        fields_of(data.as_bytes(), fast, &mut inner, |e| {
             Rejection::new(Code::InvalidField, format!("CloudEvents `data` is not a metering event: {e}"))
-        })?
+        })?;
+        &mut inner
     } else {
-        wire
+        &mut outer
     };
-    let id = wire.id.or(ce_id).filter(|s| !s.is_empty()).ok_or_else(|| missing("id"))?;
+    let id = wire.id.take().or(ce_id).filter(|s| !s.is_empty()).ok_or_else(|| missing("id"))?;
     if id.len() > 256 {
         return Err(Rejection::new(Code::InvalidField, "`id` is longer than 256 characters"));
     }
-    let product = wire.product.filter(|s| !s.is_empty()).ok_or_else(|| missing("product"))?;
-    let asset = match (wire.asset, wire.asset_id) {
+    let product = wire.product.take().filter(|s| !s.is_empty()).ok_or_else(|| missing("product"))?;
+    let asset = match (wire.asset.take(), wire.asset_id.take()) {
         (Some(WireAsset { id: Some(id), .. }), _) | (None, Some(id)) => AssetRef::Id(id),
         (Some(WireAsset { parameter: Some(p), value: Some(v), .. }), _) => AssetRef::Parameter(p, v),
         (Some(_), _) => {
@@ -256,7 +261,7 @@ pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool)
         }
         (None, None) => return Err(missing("asset")),
     };
-    let item = match wire.item {
+    let item = match wire.item.take() {
         Some(item) => {
             let (criteria, value) = match (item.mpn, item.local_id, item.global_id) {
                 (Some(v), _, _) => (ItemCriteria::Mpn, v),
@@ -269,7 +274,8 @@ pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool)
             ItemRef { criteria, value, name: item.name, unit: item.unit, precision: item.precision }
         }
         None => {
-            let (criteria, value) = match (wire.item_mpn, wire.item_local_id, wire.item_global_id) {
+            let (criteria, value) = match (wire.item_mpn.take(), wire.item_local_id.take(), wire.item_global_id.take())
+            {
                 (Some(v), _, _) => (ItemCriteria::Mpn, v),
                 (None, Some(v), _) => (ItemCriteria::LocalId, v),
                 (None, None, Some(v)) => (ItemCriteria::GlobalId, v),
@@ -307,7 +313,7 @@ pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool)
         tier,
         start,
         end,
-        category: wire.category.filter(|c| !c.is_empty()),
+        category: wire.category.take().filter(|c| !c.is_empty()),
         attributes,
     })
 }

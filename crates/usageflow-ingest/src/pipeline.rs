@@ -377,20 +377,19 @@ impl Worker {
             if let Some((_, t)) = quoted_iter.next_if(|(at, _)| *at == i) {
                 ce.time = Some(t);
             }
-            let outcome = decode(payload, &ce).and_then(|event| {
-                let valid = self.validator.validate(&event, m.kafka_ts)?;
-                Ok((event, valid))
-            });
-            match outcome {
+            // Matched in two steps rather than through a `Result` of both, which would copy
+            // the decoded event once more.
+            let event = match decode(payload, &ce) {
+                Ok(event) => event,
                 Err(rejection) => {
-                    metrics::counter!("usageflow_events_rejected_total", "reason" => rejection.code.as_str())
-                        .increment(1);
-                    tally.rejected += 1;
-                    let part = self.parts.entry(m.partition).or_default();
-                    part.rejected.push(chunk.rejected(m, rejection));
+                    self.reject(chunk, m, rejection, &mut tally);
+                    continue;
                 }
+            };
+            match self.validator.validate(&event, m.kafka_ts) {
+                Err(rejection) => self.reject(chunk, m, rejection, &mut tally),
                 Ok(_) if m.replay => tally.replayed += 1,
-                Ok((event, v)) => {
+                Ok(v) => {
                     let product = &self.index.products[v.product as usize];
                     self.keys.push(event_key(&product.id, &event.id));
                     valid.push(Candidate {
@@ -415,6 +414,12 @@ impl Worker {
         }
         self.fresh = fresh;
         tally
+    }
+
+    fn reject(&mut self, chunk: &Chunk, m: &Meta, rejection: Rejection, tally: &mut Tally) {
+        metrics::counter!("usageflow_events_rejected_total", "reason" => rejection.code.as_str()).increment(1);
+        tally.rejected += 1;
+        self.parts.entry(m.partition).or_default().rejected.push(chunk.rejected(m, rejection));
     }
 
     /// Adds a new valid event to its usage record and to the raw events.

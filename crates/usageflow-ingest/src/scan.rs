@@ -209,10 +209,22 @@ impl<'a> Scanner<'a> {
 }
 
 /// The members of an event object, or `None` when `serde_json` should decide.
+#[cfg(test)]
 pub(crate) fn fields(payload: &[u8]) -> Option<Fields<'_>> {
+    let mut f = Fields::default();
+    fields_into(payload, &mut f).then_some(f)
+}
+
+/// The members of an event object, read into `f` (which must start empty): whether the scanner read the payload.
+/// When it declines, `f` holds whatever it read before declining. Filling the caller's
+/// `Fields` in place spares copies of a large structure per event.
+pub(crate) fn fields_into<'a>(payload: &'a [u8], f: &mut Fields<'a>) -> bool {
+    scan_into(payload, f).is_some()
+}
+
+fn scan_into<'a>(payload: &'a [u8], f: &mut Fields<'a>) -> Option<()> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut s = Scanner { text, at: 0 };
-    let mut f = Fields::default();
     s.eat(b'{')?;
     s.members(|s, key| match key {
         "id" => once(&mut f.id, s.cow()?),
@@ -235,7 +247,7 @@ pub(crate) fn fields(payload: &[u8]) -> Option<Fields<'_>> {
         "data" => once(&mut f.data, s.value(1)?),
         _ => s.value(1).map(drop),
     })?;
-    (s.peek().is_none()).then_some(f)
+    s.peek().is_none().then_some(())
 }
 
 #[cfg(test)]
