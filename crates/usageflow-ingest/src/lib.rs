@@ -14,6 +14,7 @@ mod error;
 pub mod fixed;
 mod kafka;
 pub mod loadgen;
+mod names;
 pub mod pipeline;
 pub mod reject;
 mod scan;

@@ -13,6 +13,7 @@ use usageflow_model::{
 
 use crate::decode::{AssetRef, RawEvent, parse_time};
 use crate::fixed::{self, FixedError, ONE};
+use crate::names::Names;
 use crate::reject::{Code, Rejection};
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -84,9 +85,9 @@ pub struct ProductInfo {
     pub aggregation: AggregationPeriod,
     /// Declared items.
     pub items: Vec<ItemInfo>,
-    by_mpn: FxHashMap<String, u32>,
-    by_local: FxHashMap<String, u32>,
-    by_global: FxHashMap<String, u32>,
+    by_mpn: Names,
+    by_local: Names,
+    by_global: Names,
     by_param: FxHashMap<String, FxHashMap<String, u32>>,
 }
 
@@ -122,15 +123,15 @@ pub struct Index {
     pub products: Vec<ProductInfo>,
     /// Assets.
     pub assets: Vec<AssetInfo>,
-    product_ids: FxHashMap<String, u32>,
-    asset_ids: FxHashMap<String, u32>,
+    product_ids: Names,
+    asset_ids: Names,
 }
 
 impl Index {
     /// Indexes a (checked) catalogue.
     pub fn new(data: &CatalogueData) -> Self {
         let mut products = Vec::new();
-        let mut product_ids = FxHashMap::default();
+        let mut product_ids = Names::default();
         for product in &data.products {
             let mut info = ProductInfo {
                 id: product.id.clone(),
@@ -141,16 +142,16 @@ impl Index {
                 future: product.capabilities.ppu.as_ref().is_some_and(|p| p.future),
                 aggregation: product.aggregation,
                 items: Vec::new(),
-                by_mpn: FxHashMap::default(),
-                by_local: FxHashMap::default(),
-                by_global: FxHashMap::default(),
+                by_mpn: Names::default(),
+                by_local: Names::default(),
+                by_global: Names::default(),
                 by_param: FxHashMap::default(),
             };
             for (i, item) in product.items.iter().enumerate() {
                 let i = i as u32;
-                info.by_mpn.insert(item.mpn.clone(), i);
-                info.by_local.insert(item.local_id.clone(), i);
-                info.by_global.insert(item.id.clone(), i);
+                info.by_mpn.insert(&item.mpn, i);
+                info.by_local.insert(&item.local_id, i);
+                info.by_global.insert(&item.id, i);
                 info.items.push(ItemInfo {
                     id: Some(item.id.clone()),
                     mpn: item.mpn.clone(),
@@ -158,15 +159,15 @@ impl Index {
                     item_type: item.item_type,
                 });
             }
-            product_ids.insert(product.id.clone(), products.len() as u32);
+            product_ids.insert(&product.id, products.len() as u32);
             products.push(info);
         }
         let contracts: FxHashMap<&str, (&str, &str)> =
             data.contracts.iter().map(|c| (c.id.as_str(), (c.vendor.as_str(), c.provider.as_str()))).collect();
         let mut assets = Vec::new();
-        let mut asset_ids = FxHashMap::default();
+        let mut asset_ids = Names::default();
         for asset in &data.assets {
-            let Some(&product) = product_ids.get(&asset.product) else { continue };
+            let Some(product) = product_ids.get(&asset.product) else { continue };
             let (vendor, provider) = contracts.get(asset.contract.as_str()).copied().unwrap_or(("", ""));
             let idx = assets.len() as u32;
             for (param, value) in &asset.params {
@@ -177,7 +178,7 @@ impl Index {
                 (AssetStatus::Terminated, None) => Some(i64::MIN),
                 _ => None,
             };
-            asset_ids.insert(asset.id.clone(), idx);
+            asset_ids.insert(&asset.id, idx);
             assets.push(AssetInfo {
                 id: asset.id.clone(),
                 product,
@@ -317,7 +318,7 @@ impl Validator {
     pub fn validate(&mut self, event: &RawEvent<'_>, kafka_ts: i64) -> Result<Valid, Rejection> {
         let index: &Index = &self.index;
         let c = &self.config;
-        let product_idx = *index.product_ids.get(event.product.as_ref()).ok_or_else(|| {
+        let product_idx = index.product_ids.get(event.product.as_ref()).ok_or_else(|| {
             Rejection::new(Code::UnknownProduct, format!("product `{}` is not in the catalogue", event.product))
         })?;
         let product = &index.products[product_idx as usize];
@@ -331,7 +332,6 @@ impl Validator {
             AssetRef::Id(id) => index
                 .asset_ids
                 .get(id.as_ref())
-                .copied()
                 .filter(|&a| index.assets[a as usize].product == product_idx)
                 .ok_or_else(|| {
                     Rejection::new(
@@ -359,7 +359,7 @@ impl Validator {
             ItemCriteria::GlobalId => product.by_global.get(item_value),
         };
         let item = match declared {
-            Some(&i) => ItemKey::Declared(i),
+            Some(i) => ItemKey::Declared(i),
             None if product.dynamic && event.item.criteria == ItemCriteria::Mpn => {
                 let scale = match &event.item.precision {
                     None => 8,
