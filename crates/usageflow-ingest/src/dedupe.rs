@@ -159,10 +159,14 @@ impl Dedupe {
         }
     }
 
-    /// Remembers `ids` (loaded from the lake).
+    /// Remembers `ids` (loaded from the lake), 64 Ki at a time so that the scratch space
+    /// stays small however many ids a restart loads.
     pub(crate) fn extend(&self, ids: &[u128]) {
         let mut fresh = Vec::new();
-        self.insert_batch(ids, &mut fresh, &mut BatchScratch::default());
+        let mut scratch = BatchScratch::default();
+        for batch in ids.chunks(1 << 16) {
+            self.insert_batch(batch, &mut fresh, &mut scratch);
+        }
     }
 
     /// Ids remembered.
@@ -207,6 +211,17 @@ mod tests {
             d.insert_batch(chunk, &mut fresh, &mut scratch);
             assert!(fresh.iter().all(|&f| !f));
         }
+    }
+
+    #[test]
+    fn ids_loaded_from_the_lake_are_duplicates() {
+        let d = Dedupe::default();
+        let ids: Vec<u128> = (0..150_000u128).map(|i| event_key("PRD-2", &format!("e-{i}"))).collect();
+        d.extend(&ids);
+        assert_eq!(d.len(), ids.len());
+        let mut fresh = Vec::new();
+        d.insert_batch(&[ids[0], event_key("PRD-2", "new"), ids[149_999]], &mut fresh, &mut BatchScratch::default());
+        assert_eq!(fresh, [false, true, false]);
     }
 
     proptest! {
