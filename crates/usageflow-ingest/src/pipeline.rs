@@ -17,8 +17,8 @@
 //!   the lake commit, then one Kafka transaction holding the batch's dead-letter events and
 //!   the consumer offsets.
 //!
-//! Every hand-over is bounded: 64 chunks per worker (deep enough that a long run of one
-//! partition's messages does not leave the other workers idle); a finished batch is handed to
+//! Every hand-over is bounded: 256 chunks per worker (deep enough that a long run of one
+//! partition's messages, up to a whole 8 MiB fetch, does not leave the other workers idle); a finished batch is handed to
 //! the flusher only once it has written the previous one. When they are full the poll thread
 //! waits, so memory stays bounded and the consumer is back-pressured instead of anything
 //! being dropped.
@@ -190,8 +190,11 @@ enum ToFlusher {
 /// close a chunk early.
 const CHUNK_MESSAGES: usize = 1024;
 const CHUNK_BYTES: usize = 512 * 1024;
-/// Chunks queued per worker before the poll thread waits (back-pressure).
-const WORKER_QUEUE: usize = 64;
+/// Chunks queued per worker before the poll thread waits (back-pressure). librdkafka hands
+/// out a partition's fetched messages in one run (up to `max.partition.fetch.bytes`, 8 MiB of
+/// compressed batches: about 110 chunks of the benchmark's events); a queue that holds such a
+/// run keeps the other workers fed meanwhile.
+const WORKER_QUEUE: usize = 256;
 
 /// One polled message inside a [`Chunk`]: ranges index the chunk's buffers.
 #[derive(Debug, Clone)]
