@@ -18,10 +18,10 @@
 //!   the consumer offsets.
 //!
 //! Every hand-over is bounded: 256 chunks per worker (deep enough that a long run of one
-//! partition's messages, up to a whole 8 MiB fetch, does not leave the other workers idle); a finished batch is handed to
-//! the flusher only once it has written the previous one. When they are full the poll thread
-//! waits, so memory stays bounded and the consumer is back-pressured instead of anything
-//! being dropped.
+//! partition's messages, up to a whole 8 MiB fetch, does not leave the other workers idle);
+//! a finished batch is handed to the flusher only once it has written the previous one. When
+//! they are full the poll thread waits, so memory stays bounded and the consumer is
+//! back-pressured instead of anything being dropped.
 //!
 //! # Exactly once
 //! The lake is the system of record for data: each commit stores, per partition, the next
