@@ -62,16 +62,14 @@ impl IdTable {
         }
     }
 
+    /// Doubles the table and inserts the ids again (at most 5/16 full afterwards, so none of
+    /// these inserts grows it).
     fn grow(&mut self) {
         let slots = (self.slots.len() * 2).max(FIRST_SLOTS);
         let old = std::mem::replace(&mut self.slots, vec![0; slots]);
-        let mask = slots - 1;
+        self.len = 0;
         for id in old.into_iter().filter(|&id| id != 0) {
-            let mut i = id as usize & mask;
-            while self.slots[i] != 0 {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = id;
+            self.insert(id);
         }
     }
 

@@ -1,5 +1,5 @@
-//! A map from catalogue names (product ids, asset ids, item MPNs and ids) to indexes, for the
-//! per-event lookups of validation.
+//! A map from catalogue names (product ids, asset ids, item MPNs and ids, and the MPNs of
+//! dynamic items) to indexes, for the per-event lookups of validation.
 //!
 //! Names of up to 27 bytes are stored in the table's slots themselves (32 bytes a slot, open
 //! addressing, at most half full), so a lookup compares against bytes on the slot's own cache
@@ -44,18 +44,8 @@ impl Names {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut i = hash(bytes) & mask;
-        loop {
-            let slot = &self.slots[i];
-            if slot.len == EMPTY {
-                return None;
-            }
-            if usize::from(slot.len) == bytes.len() && &slot.bytes[..bytes.len()] == bytes {
-                return Some(slot.value);
-            }
-            i = (i + 1) & mask;
-        }
+        let slot = &self.slots[self.find(bytes)];
+        (slot.len != EMPTY).then_some(slot.value)
     }
 
     /// Sets the value of `name`.
@@ -83,7 +73,7 @@ impl Names {
         slot.value = value;
     }
 
-    /// The slot holding `bytes`, or the empty slot where it belongs.
+    /// The slot holding `bytes`, or the empty slot where it belongs (the table is not empty).
     fn find(&self, bytes: &[u8]) -> usize {
         let mask = self.slots.len() - 1;
         let mut i = hash(bytes) & mask;

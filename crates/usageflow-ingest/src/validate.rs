@@ -215,18 +215,18 @@ pub struct DynamicItems {
     /// The items, by [`ItemKey::Dynamic`] index.
     pub items: Vec<(u32, ItemInfo)>,
     /// Per product, MPN → index (looked up without allocating).
-    by_key: FxHashMap<u32, FxHashMap<String, u32>>,
+    by_key: FxHashMap<u32, Names>,
 }
 
 impl DynamicItems {
     fn get_or_insert(&mut self, product: u32, mpn: &str, scale: u32) -> u32 {
         let by_mpn = self.by_key.entry(product).or_default();
-        if let Some(&i) = by_mpn.get(mpn) {
+        if let Some(i) = by_mpn.get(mpn) {
             return i;
         }
         let i = self.items.len() as u32;
         self.items.push((product, ItemInfo { id: None, mpn: mpn.to_owned(), scale, item_type: ItemType::Ppu }));
-        by_mpn.insert(mpn.to_owned(), i);
+        by_mpn.insert(mpn, i);
         i
     }
 
