@@ -322,11 +322,70 @@ pub(crate) fn decode_with<'a>(payload: &'a [u8], ce: &CeHeaders<'a>, fast: bool)
 /// microseconds since the epoch.
 pub fn parse_time(text: &str) -> Option<i64> {
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        if let Some(us) = rfc3339_micros(inner.as_bytes()) {
+            return Some(us);
+        }
         let parsed = chrono::DateTime::parse_from_rfc3339(inner).ok()?;
         return Some(parsed.timestamp_micros());
     }
     let millis: i64 = text.parse().ok()?;
     millis.checked_mul(1000)
+}
+
+/// The common RFC 3339 shape, `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, read without chrono:
+/// microseconds since the epoch (fractions truncated, as chrono's `timestamp_micros` does),
+/// or `None` for anything else (leap seconds, other separators, out-of-range fields), which
+/// `parse_time` then gives to chrono, so the two always agree.
+fn rfc3339_micros(b: &[u8]) -> Option<i64> {
+    fn num(b: &[u8]) -> Option<i64> {
+        b.iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    }
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    let (hour, minute, second) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > month_days[month as usize - 1] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut micros = 0;
+    if let Some((b'.', fraction)) = rest.split_first() {
+        let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let kept = &fraction[..digits.min(6)];
+        micros = num(kept)? * 10i64.pow(6 - kept.len() as u32);
+        rest = &fraction[digits..];
+    }
+    let offset = match rest {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (h, m) = (num(&[*h1, *h2])?, num(&[*m1, *m2])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let minutes = h * 60 + m;
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return None,
+    };
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset * 60;
+    Some(seconds * 1_000_000 + micros)
 }
 
 #[cfg(test)]
@@ -389,5 +448,67 @@ mod tests {
         let e = err(r#"{"id":5,"product":"P"}"#);
         assert_eq!(e.code, Code::InvalidField);
         assert_eq!(err("[1,2]").code, Code::InvalidField);
+    }
+
+    fn chrono_micros(text: &str) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_micros())
+    }
+
+    #[test]
+    fn rfc3339_fast_path_edges() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "0000-03-01T00:00:00Z",
+            "2000-02-29T12:00:00.5+05:30",
+            "2024-02-29T23:59:59.123456789-11:45",
+            "2026-11-25T10:00:00.1234567Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            assert!(rfc3339_micros(text.as_bytes()).is_some(), "{text}");
+            assert_eq!(rfc3339_micros(text.as_bytes()), chrono_micros(text), "{text}");
+        }
+        // Not in the fast path's shape: chrono decides.
+        for text in [
+            "2026-11-25t10:00:00Z",
+            "2026-11-25 10:00:00Z",
+            "2026-11-25T10:00:00z",
+            "2016-12-31T23:59:60Z",
+            "2026-11-25T10:00:00.1234567890Z",
+        ] {
+            assert_eq!(rfc3339_micros(text.as_bytes()), None, "{text}");
+            assert_eq!(parse_time(&format!("\"{text}\"")), chrono_micros(text), "{text}");
+        }
+        for text in
+            ["2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-25T24:00:00Z", "2026-11-25T10:00:00+24:00"]
+        {
+            assert_eq!(parse_time(&format!("\"{text}\"")), None, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_fast_path_agrees_with_chrono(
+            year in 0u32..10_000,
+            month in 0u32..14,
+            day in 0u32..33,
+            hour in 0u32..26,
+            minute in 0u32..62,
+            second in 0u32..62,
+            fraction in proptest::option::of("[0-9]{0,11}"),
+            offset in proptest::option::of((proptest::bool::ANY, 0u32..26, 0u32..62)),
+            separator in proptest::sample::select(vec!['T', 't', ' ', 'x']),
+        ) {
+            let fraction = fraction.map(|f| format!(".{f}")).unwrap_or_default();
+            let zone = match offset {
+                None => "Z".to_owned(),
+                Some((minus, h, m)) => format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' }),
+            };
+            let text = format!("{year:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}{fraction}{zone}");
+            proptest::prop_assert_eq!(parse_time(&format!("\"{text}\"")), chrono_micros(&text), "{}", text);
+            if let Some(fast) = rfc3339_micros(text.as_bytes()) {
+                proptest::prop_assert_eq!(Some(fast), chrono_micros(&text), "{}", text);
+            }
+        }
     }
 }

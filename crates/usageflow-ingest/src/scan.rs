@@ -223,7 +223,7 @@ pub(crate) fn fields_into<'a>(payload: &'a [u8], f: &mut Fields<'a>) -> bool {
 }
 
 fn scan_into<'a>(payload: &'a [u8], f: &mut Fields<'a>) -> Option<()> {
-    let text = std::str::from_utf8(payload).ok()?;
+    let text = simdutf8::basic::from_utf8(payload).ok()?;
     let mut s = Scanner { text, at: 0 };
     s.eat(b'{')?;
     s.members(|s, key| match key {

@@ -485,7 +485,9 @@ impl Validator {
         let start = parse_time(event.start).ok_or_else(|| {
             Rejection::new(Code::InvalidTime, format!("start {} is not RFC 3339 or epoch milliseconds", event.start))
         })?;
-        let end = parse_time(event.end).ok_or_else(|| {
+        // Events with a single timestamp carry the same text twice.
+        let end = if event.end == event.start { Some(start) } else { parse_time(event.end) };
+        let end = end.ok_or_else(|| {
             Rejection::new(Code::InvalidTime, format!("end {} is not RFC 3339 or epoch milliseconds", event.end))
         })?;
         if start > end {
