@@ -11,6 +11,7 @@ mod config;
 pub mod decode;
 mod dedupe;
 mod error;
+pub mod fetch;
 pub mod fixed;
 mod kafka;
 pub mod loadgen;

@@ -1,10 +1,11 @@
 //! The ingester: Kafka → validate → de-duplicate → aggregate → Parquet lake, exactly once.
 //!
 //! # Threads
-//! * the **poll thread** polls a `BaseConsumer`, keeps each partition's offsets for the
-//!   current batch and copies each message into a chunk (1,024 messages) for the worker that
-//!   owns the message's partition; it decides where batches end, and rebalance callbacks run
-//!   on it;
+//! * the **poll thread** reads messages in batches from the fetch queue into which the
+//!   assigned partitions are routed (see the `fetch` module) and polls the `BaseConsumer`
+//!   itself for everything else (rebalance callbacks run on it); it keeps each partition's
+//!   offsets for the current batch, copies each message into a chunk (1,024 messages) for the
+//!   worker that owns the message's partition, and decides where batches end;
 //! * **workers** (`ingest.workers`, one per CPU by default) decode, validate, de-duplicate
 //!   and aggregate the messages and append the raw events. A partition is routed to one
 //!   worker while it is assigned, so its messages are processed in offset order; the
@@ -59,6 +60,7 @@ use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths
 
 use crate::decode::{CeHeaders, decode};
 use crate::dedupe::{BatchScratch, Dedupe, event_key};
+use crate::fetch::{FetchQueue, Fetched, Router};
 use crate::reject::Rejection;
 use crate::validate::{DynamicItems, Index, ItemKey, Validator};
 use crate::{IngestConfig, KafkaConfig};
@@ -209,6 +211,63 @@ struct Meta {
     headers: Range<usize>,
 }
 
+/// A consumed message, as the poll thread reads it: from the consumer's own poll or from a
+/// batch of the fetch queue.
+trait Polled {
+    fn partition(&self) -> i32;
+    fn offset(&self) -> i64;
+    fn timestamp_millis(&self) -> Option<i64>;
+    fn payload(&self) -> &[u8];
+    fn key(&self) -> Option<&[u8]>;
+    fn for_each_header(&self, f: impl FnMut(&[u8], Option<&[u8]>));
+}
+
+impl Polled for BorrowedMessage<'_> {
+    fn partition(&self) -> i32 {
+        Message::partition(self)
+    }
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+    fn timestamp_millis(&self) -> Option<i64> {
+        self.timestamp().to_millis()
+    }
+    fn payload(&self) -> &[u8] {
+        Message::payload(self).unwrap_or(&[])
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+    fn for_each_header(&self, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
+        if let Some(headers) = self.headers() {
+            for h in headers.iter() {
+                f(h.key.as_bytes(), h.value);
+            }
+        }
+    }
+}
+
+impl Polled for Fetched<'_> {
+    fn partition(&self) -> i32 {
+        Fetched::partition(self)
+    }
+    fn offset(&self) -> i64 {
+        Fetched::offset(self)
+    }
+    fn timestamp_millis(&self) -> Option<i64> {
+        Fetched::timestamp_millis(self)
+    }
+    fn payload(&self) -> &[u8] {
+        Fetched::payload(self)
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Fetched::key(self)
+    }
+    fn for_each_header(&self, f: impl FnMut(&[u8], Option<&[u8]>)) {
+        Fetched::for_each_header(self, f);
+    }
+}
+
 /// Polled messages copied out of librdkafka's buffers, for one worker.
 #[derive(Debug, Default)]
 struct Chunk {
@@ -225,18 +284,15 @@ impl Chunk {
         start..self.data.len()
     }
 
-    fn push(&mut self, msg: &BorrowedMessage<'_>, kafka_ts: i64, replay: bool) {
-        let payload = self.bytes(msg.payload().unwrap_or(&[]));
+    fn push(&mut self, msg: &impl Polled, kafka_ts: i64, replay: bool) {
+        let payload = self.bytes(msg.payload());
         let key = msg.key().map(|k| self.bytes(k));
         let first = self.headers.len();
-        if let Some(headers) = msg.headers() {
-            for i in 0..headers.count() {
-                let h = headers.get(i);
-                let name = self.bytes(h.key.as_bytes());
-                let value = h.value.map(|v| self.bytes(v));
-                self.headers.push((name, value));
-            }
-        }
+        msg.for_each_header(|name, value| {
+            let name = self.bytes(name);
+            let value = value.map(|v| self.bytes(v));
+            self.headers.push((name, value));
+        });
         let headers = first..self.headers.len();
         self.metas.push(Meta {
             partition: msg.partition(),
@@ -543,10 +599,10 @@ impl Processor {
     }
 
     /// Records the message's offsets and copies it into its worker's chunk.
-    fn route(&mut self, msg: &BorrowedMessage<'_>) {
+    fn route(&mut self, msg: &impl Polled) {
         let partition = msg.partition();
         let offset = msg.offset();
-        let kafka_ts = msg.timestamp().to_millis().unwrap_or(0).saturating_mul(1000);
+        let kafka_ts = msg.timestamp_millis().unwrap_or(0).saturating_mul(1000);
         let lake_next = self.lake_next.get(&partition).copied().flatten();
         let marks = self.marks.entry(partition).or_insert_with(|| Marks { lake_from: lake_next, ..Marks::default() });
         marks.kafka_next = Some(offset + 1);
@@ -554,7 +610,7 @@ impl Processor {
         if !replay {
             marks.lake_to = Some(offset + 1);
         }
-        self.batch_bytes += msg.payload_len();
+        self.batch_bytes += msg.payload().len();
         self.batch_events += 1;
         add(&self.counters.messages, 1);
 
@@ -719,9 +775,24 @@ impl Processor {
     }
 }
 
-/// Consumer context: rebalance callbacks reach the processor.
+/// Logs a consumer error; returns it if the consumer cannot go on.
+fn consumer_error(err: &KafkaError) -> Option<KafkaError> {
+    match err {
+        KafkaError::PartitionEOF(_) => None,
+        KafkaError::MessageConsumptionFatal(_) => Some(err.clone()),
+        _ => {
+            tracing::warn!(%err, "consumer error");
+            None
+        }
+    }
+}
+
+/// Consumer context: rebalance callbacks reach the processor, and newly assigned partitions
+/// are routed into the fetch queue.
 struct IngestContext {
     processor: Mutex<Option<Processor>>,
+    topic: String,
+    router: Mutex<Option<Router>>,
 }
 
 impl ClientContext for IngestContext {}
@@ -732,10 +803,20 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance
-            && let Some(p) = self.processor.lock().expect("processor").as_mut()
-        {
-            p.revoke(&partitions_of(tpl));
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                if let Some(p) = self.processor.lock().expect("processor").as_mut() {
+                    p.revoke(&partitions_of(tpl));
+                }
+            }
+            // Before the assignment starts fetching, so that every message of these
+            // partitions goes to the fetch queue.
+            Rebalance::Assign(tpl) => {
+                if let Some(router) = self.router.lock().expect("router").as_ref() {
+                    router.forward(&self.topic, &partitions_of(tpl));
+                }
+            }
+            Rebalance::Error(_) => {}
         }
     }
 
@@ -1194,62 +1275,75 @@ impl Ingester {
             consumer_config.set("group.instance.id", &self.kafka.group_instance_id);
         }
         let consumer_config = self.kafka.with_properties(consumer_config);
-        let context = IngestContext { processor: Mutex::new(Some(processor)) };
+        let context = IngestContext {
+            processor: Mutex::new(Some(processor)),
+            topic: self.kafka.topic.clone(),
+            router: Mutex::new(None),
+        };
         let consumer: BaseConsumer<IngestContext> = consumer_config.create_with_context(context)?;
+        // Declared after the consumer, so dropped before it.
+        let mut fetch = FetchQueue::new(&consumer)?;
+        *consumer.context().router.lock().expect("router") = Some(fetch.router());
         consumer.subscribe(&[&self.kafka.topic])?;
 
         let mut last_progress = Instant::now();
         let progress_every = Duration::from_secs(self.config.progress_interval_secs.max(1));
-        // Failures, the stop flag and the progress line are looked at after an idle poll and
-        // every 1,024 messages, not per message.
+        // Failures, the stop flag and the progress line are looked at after an idle turn and
+        // every 64 turns (up to 64 batches of messages), not per message.
         let mut turn: u32 = 0;
         let mut idle = true;
         let result = loop {
             turn = turn.wrapping_add(1);
-            let look = idle || turn.is_multiple_of(1024);
+            let look = idle || turn.is_multiple_of(64);
             if look && let Some(err) = failure.lock().expect("failure slot").take() {
                 break Err(err);
             }
             if look && stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            // A non-blocking poll first: while messages are queued, librdkafka then reads no
-            // clock for the wait (each clock read is about 25 ns, per message).
-            let polled = match consumer.poll(Duration::ZERO) {
-                None => consumer.poll(Duration::from_millis(100)),
-                some => some,
-            };
-            idle = polled.is_none();
-            match polled {
-                Some(Ok(msg)) => {
-                    let mut guard = consumer.context().processor.lock().expect("processor");
-                    let p = guard.as_mut().expect("processor present");
-                    p.route(&msg);
+            // The consumer's own queue: rebalances (their callbacks run here), errors, and any
+            // message not routed to the fetch queue. Non-blocking; the wait is on the fetch queue.
+            let polled = consumer.poll(Duration::ZERO);
+            let mut fatal = None;
+            match &polled {
+                Some(Ok(msg)) => self.route(&consumer, msg),
+                Some(Err(err)) => fatal = consumer_error(err),
+                None => {}
+            }
+            if let Some(err) = fatal {
+                break Err(err.into());
+            }
+            // Then a batch of messages, waiting briefly only when nothing at all came.
+            let wait = if idle && polled.is_none() { Duration::from_millis(100) } else { Duration::ZERO };
+            let mut guard = consumer.context().processor.lock().expect("processor");
+            let p = guard.as_mut().expect("processor present");
+            let mut fatal = None;
+            let n = fetch.consume(wait, |msg| match msg.error() {
+                None => {
+                    p.route(msg);
                     if p.batch_due() {
                         p.hand_off();
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(err)) => {
-                    tracing::warn!(%err, "consumer error");
-                    if matches!(err, KafkaError::MessageConsumptionFatal(_)) {
-                        break Err(err.into());
-                    }
-                }
-                None => {
-                    let mut guard = consumer.context().processor.lock().expect("processor");
-                    let p = guard.as_mut().expect("processor present");
-                    p.send_pending();
-                    if p.batch_due() || p.batch_old() {
-                        p.hand_off();
-                    }
+                Some(err) => fatal = fatal.take().or_else(|| consumer_error(&err)),
+            });
+            if let Some(err) = fatal {
+                break Err(err.into());
+            }
+            idle = n == 0 && polled.is_none();
+            if idle {
+                p.send_pending();
+                if p.batch_due() || p.batch_old() {
+                    p.hand_off();
                 }
             }
+            drop(guard);
             if look && last_progress.elapsed() >= progress_every {
                 last_progress = Instant::now();
                 self.progress(&consumer);
             }
         };
+        drop(fetch);
         // Ordered shutdown: flush what was consumed, then stop the flusher.
         {
             let mut guard = consumer.context().processor.lock().expect("processor");
@@ -1271,6 +1365,16 @@ impl Ingester {
             return Err(err);
         }
         result
+    }
+
+    /// Routes a message that came through the consumer's own queue.
+    fn route(&self, consumer: &BaseConsumer<IngestContext>, msg: &BorrowedMessage<'_>) {
+        let mut guard = consumer.context().processor.lock().expect("processor");
+        let p = guard.as_mut().expect("processor present");
+        p.route(msg);
+        if p.batch_due() {
+            p.hand_off();
+        }
     }
 
     fn progress(&self, consumer: &BaseConsumer<IngestContext>) {
