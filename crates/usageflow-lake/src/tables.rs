@@ -353,7 +353,8 @@ impl EventsBuilder {
 
 /// Columns whose values are (nearly) all distinct: a dictionary would only cost time before
 /// the writer falls back to plain encoding.
-const DISTINCT_COLUMNS: [&str; 3] = ["event_id", "kafka_offset", "attributes"];
+const DISTINCT_COLUMNS: [&str; 6] =
+    ["event_id", "kafka_offset", "attributes", "start_time", "end_time", "kafka_timestamp"];
 
 /// Columns without statistics: random ids and JSON text, whose minimum and maximum prune
 /// nothing but cost a string comparison per value to keep.
