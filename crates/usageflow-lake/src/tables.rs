@@ -20,7 +20,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -356,13 +356,23 @@ impl EventsBuilder {
 const DISTINCT_COLUMNS: [&str; 6] =
     ["event_id", "kafka_offset", "attributes", "start_time", "end_time", "kafka_timestamp"];
 
+/// Integer columns of (nearly) increasing values: delta-encoded, a few bits per value.
+const DELTA_COLUMNS: [&str; 4] = ["kafka_offset", "start_time", "end_time", "kafka_timestamp"];
+
 /// Columns without statistics: random ids and JSON text, whose minimum and maximum prune
 /// nothing but cost a string comparison per value to keep.
 const NO_STATISTICS_COLUMNS: [&str; 2] = ["event_id", "attributes"];
 
-/// Encodes a batch as a Parquet file (Snappy, page statistics except for event ids and
-/// attributes, one row group per million rows; dictionary encoding except for the columns of
-/// distinct values).
+/// Catalogue columns without statistics in the raw events table (the batches with an
+/// `event_id` column): an events file holds one Kafka partition's batch, every product, contract
+/// and asset mixed, so their minimum and maximum prune nothing there. Usage records files, one
+/// per product and month, keep them.
+const EVENTS_NO_STATISTICS_COLUMNS: [&str; 6] =
+    ["product_id", "contract_id", "asset_id", "item_id", "item_mpn", "category_id"];
+
+/// Encodes a batch as a Parquet file (Snappy, one row group per million rows): dictionary
+/// encoding except for the columns of distinct values, delta encoding for offsets and event
+/// times, page statistics except where they prune nothing (see the lists above).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -371,8 +381,14 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::Parquet
     for column in DISTINCT_COLUMNS {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
-    for column in NO_STATISTICS_COLUMNS {
-        props = props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    for column in DELTA_COLUMNS {
+        props = props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
+    let events = batch.schema().column_with_name("event_id").is_some();
+    let no_statistics =
+        NO_STATISTICS_COLUMNS.iter().chain(events.then_some(&EVENTS_NO_STATISTICS_COLUMNS[..]).into_iter().flatten());
+    for column in no_statistics {
+        props = props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
     let props = props.build();
     let mut buffer = Vec::with_capacity(1 << 20);
@@ -530,4 +546,90 @@ pub async fn event_ids(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    /// Per column of the file's only row group: (name, has statistics, encodings).
+    fn columns(bytes: Bytes) -> Vec<(String, bool, Vec<Encoding>)> {
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let group = reader.metadata().row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|c| (c.column_path().string(), c.statistics().is_some(), c.encodings().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn events_files_skip_useless_statistics_and_delta_encode_offsets_and_times() {
+        let mut events = EventsBuilder::default();
+        for n in 0..100i64 {
+            let id = format!("ev-{n}");
+            events.push(&EventRow {
+                event_id: &id,
+                product_id: if n % 2 == 0 { "PRD-1" } else { "PRD-2" },
+                contract_id: "CTR-1",
+                asset_id: "AS-1",
+                item_id: Some("PRD-1-0001"),
+                item_mpn: "M",
+                tier: None,
+                category_id: None,
+                quantity: 100_000_000,
+                amount: None,
+                start_time: 1_764_064_800_000_000 + n,
+                end_time: 1_764_064_800_000_000 + n,
+                attributes: None,
+                kafka_partition: 0,
+                kafka_offset: n,
+                kafka_timestamp: 1_764_064_800_000_000,
+            });
+        }
+        let cols = columns(to_parquet(&events.finish()).unwrap());
+        let stats = |name: &str| cols.iter().find(|c| c.0 == name).unwrap().1;
+        let encodings = |name: &str| cols.iter().find(|c| c.0 == name).unwrap().2.clone();
+        for name in ["event_id", "attributes", "product_id", "contract_id", "asset_id", "item_mpn"] {
+            assert!(!stats(name), "{name} has statistics");
+        }
+        for name in ["start_time", "end_time", "kafka_offset", "kafka_timestamp", "quantity"] {
+            assert!(stats(name), "{name} lacks statistics");
+        }
+        for name in ["kafka_offset", "start_time"] {
+            assert!(encodings(name).contains(&Encoding::DELTA_BINARY_PACKED), "{name}: {:?}", encodings(name));
+        }
+        assert!(encodings("product_id").contains(&Encoding::RLE_DICTIONARY), "{:?}", encodings("product_id"));
+
+        // Records files (one product and month each) keep their catalogue statistics.
+        let mut records = RecordsBuilder::default();
+        records.push(&RecordRow {
+            product_id: "PRD-1",
+            contract_id: "CTR-1",
+            marketplace_id: "MP-1",
+            hub_id: "HB-1",
+            vendor_id: "VA-1",
+            provider_id: "PA-1",
+            asset_id: "AS-1",
+            item_id: Some("PRD-1-0001"),
+            item_mpn: "M",
+            item_precision: 0,
+            tier: None,
+            category_id: None,
+            period_start: 0,
+            period_end: 1,
+            quantity: 1,
+            amount: None,
+            event_count: 1,
+            first_event_at: 0,
+            last_event_at: 0,
+            kafka_partition: 0,
+        });
+        let cols = columns(to_parquet(&records.finish()).unwrap());
+        for name in ["product_id", "asset_id", "item_mpn"] {
+            assert!(cols.iter().any(|c| c.0 == name && c.1), "records' {name} lacks statistics");
+        }
+    }
 }
