@@ -169,6 +169,42 @@ mod tests {
 
     proptest! {
         #[test]
+        fn agrees_with_rust_decimal_in_any_notation(
+            int in 0u64..1_000_000_000_000,
+            frac in "[0-9]{0,10}",
+            exponent in proptest::option::of(-12i32..12),
+            neg: bool,
+        ) {
+            let mut text = format!("{}{int}", if neg { "-" } else { "" });
+            if !frac.is_empty() {
+                text = format!("{text}.{frac}");
+            }
+            let mut expected: rust_decimal::Decimal = text.parse().unwrap();
+            if let Some(e) = exponent {
+                text = format!("{text}e{e}");
+                let ten = rust_decimal::Decimal::TEN;
+                for _ in 0..e.unsigned_abs() {
+                    expected = if e > 0 { expected * ten } else { expected / ten };
+                }
+            }
+            let expected = expected.normalize();
+            match parse(&text) {
+                Ok(got) => {
+                    prop_assert_eq!(to_decimal(got.units), expected, "{}", text);
+                    prop_assert_eq!(got.decimals, expected.scale(), "{}", text);
+                }
+                Err(FixedError::TooPrecise(d)) => {
+                    prop_assert!(expected.scale() > SCALE, "{}", text);
+                    prop_assert_eq!(d, expected.scale(), "{}", text);
+                }
+                Err(FixedError::TooLarge) => {
+                    prop_assert!(expected.abs() > rust_decimal::Decimal::from(100_000_000_000_000_000_000u128), "{}", text);
+                }
+                Err(e) => prop_assert!(false, "{}: {}", text, e),
+            }
+        }
+
+        #[test]
         fn agrees_with_rust_decimal(int in 0i64..1_000_000_000_000, frac in 0u32..100_000_000, neg: bool) {
             let text = format!("{}{int}.{frac:08}", if neg { "-" } else { "" });
             let expected: rust_decimal::Decimal = text.parse().unwrap();
