@@ -630,6 +630,14 @@ impl Processor {
         }
     }
 
+    /// Routes a message and closes the batch if that made it due.
+    fn take(&mut self, msg: &impl Polled) {
+        self.route(msg);
+        if self.batch_due() {
+            self.hand_off();
+        }
+    }
+
     /// Hands the worker its pending chunk (waits while the worker's queue is full).
     fn send_chunk(&mut self, worker: usize) {
         let fresh = self.recycled.try_recv().unwrap_or_default();
@@ -775,16 +783,14 @@ impl Processor {
     }
 }
 
-/// Logs a consumer error; returns it if the consumer cannot go on.
+/// Logs a consumer error (the end of a partition is none); returns it if the consumer cannot
+/// go on.
 fn consumer_error(err: &KafkaError) -> Option<KafkaError> {
-    match err {
-        KafkaError::PartitionEOF(_) => None,
-        KafkaError::MessageConsumptionFatal(_) => Some(err.clone()),
-        _ => {
-            tracing::warn!(%err, "consumer error");
-            None
-        }
+    if matches!(err, KafkaError::PartitionEOF(_)) {
+        return None;
     }
+    tracing::warn!(%err, "consumer error");
+    matches!(err, KafkaError::MessageConsumptionFatal(_)).then(|| err.clone())
 }
 
 /// Consumer context: rebalance callbacks reach the processor, and newly assigned partitions
@@ -1304,28 +1310,27 @@ impl Ingester {
             // The consumer's own queue: rebalances (their callbacks run here), errors, and any
             // message not routed to the fetch queue. Non-blocking; the wait is on the fetch queue.
             let polled = consumer.poll(Duration::ZERO);
-            let mut fatal = None;
-            match &polled {
-                Some(Ok(msg)) => self.route(&consumer, msg),
-                Some(Err(err)) => fatal = consumer_error(err),
-                None => {}
-            }
-            if let Some(err) = fatal {
+            let mut fatal = match &polled {
+                Some(Err(err)) => consumer_error(err),
+                _ => None,
+            };
+            if let Some(err) = fatal.take() {
                 break Err(err.into());
             }
             // Then a batch of messages, waiting briefly only when nothing at all came.
             let wait = if idle && polled.is_none() { Duration::from_millis(100) } else { Duration::ZERO };
             let mut guard = consumer.context().processor.lock().expect("processor");
             let p = guard.as_mut().expect("processor present");
-            let mut fatal = None;
+            if let Some(Ok(msg)) = &polled {
+                p.take(msg);
+            }
             let n = fetch.consume(wait, |msg| match msg.error() {
-                None => {
-                    p.route(msg);
-                    if p.batch_due() {
-                        p.hand_off();
+                None => p.take(msg),
+                Some(err) => {
+                    if let Some(err) = consumer_error(&err) {
+                        fatal.get_or_insert(err);
                     }
                 }
-                Some(err) => fatal = fatal.take().or_else(|| consumer_error(&err)),
             });
             if let Some(err) = fatal {
                 break Err(err.into());
@@ -1365,16 +1370,6 @@ impl Ingester {
             return Err(err);
         }
         result
-    }
-
-    /// Routes a message that came through the consumer's own queue.
-    fn route(&self, consumer: &BaseConsumer<IngestContext>, msg: &BorrowedMessage<'_>) {
-        let mut guard = consumer.context().processor.lock().expect("processor");
-        let p = guard.as_mut().expect("processor present");
-        p.route(msg);
-        if p.batch_due() {
-            p.hand_off();
-        }
     }
 
     fn progress(&self, consumer: &BaseConsumer<IngestContext>) {

@@ -384,10 +384,9 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::Parquet
     for column in DELTA_COLUMNS {
         props = props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
-    let events = batch.schema().column_with_name("event_id").is_some();
-    let no_statistics =
-        NO_STATISTICS_COLUMNS.iter().chain(events.then_some(&EVENTS_NO_STATISTICS_COLUMNS[..]).into_iter().flatten());
-    for column in no_statistics {
+    let events_only: &[&str] =
+        if batch.schema().column_with_name("event_id").is_some() { &EVENTS_NO_STATISTICS_COLUMNS } else { &[] };
+    for column in NO_STATISTICS_COLUMNS.iter().chain(events_only) {
         props = props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
     let props = props.build();
