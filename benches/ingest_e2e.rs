@@ -61,11 +61,16 @@ fn ingest_phase() {
     if let Ok(group) = std::env::var("USAGEFLOW_BENCH_GROUP") {
         kafka.group_id = group;
     }
+    for pair in std::env::var("USAGEFLOW_BENCH_KAFKA").unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').expect("USAGEFLOW_BENCH_KAFKA: key=value,...");
+        kafka.properties.insert(k.to_owned(), v.to_owned());
+    }
     let ingester = Ingester {
         kafka,
         config: IngestConfig {
             metrics_listen: String::new(),
             max_batch_events: env_u64("USAGEFLOW_BENCH_BATCH", 1_000_000) as usize,
+            max_batch_bytes: env_u64("USAGEFLOW_BENCH_BATCH_BYTES", 128 << 20) as usize,
             instance_id: "bench".into(),
             workers: env_u64("USAGEFLOW_BENCH_WORKERS", 0) as usize,
             progress_interval_secs: 5,

@@ -18,6 +18,7 @@ pub mod loadgen;
 mod names;
 pub mod pipeline;
 pub mod reject;
+mod rows;
 mod scan;
 pub mod validate;
 

@@ -55,13 +55,14 @@ use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::{FxHashMap, FxHashSet};
-use usageflow_lake::tables::{EventRow, EventsBuilder, RecordRow, RecordsBuilder, to_parquet};
+use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
 use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
 
 use crate::decode::{CeHeaders, decode};
 use crate::dedupe::{BatchScratch, Dedupe, event_key};
 use crate::fetch::{FetchQueue, Fetched, Router};
 use crate::reject::Rejection;
+use crate::rows::{EventRows, Extra};
 use crate::validate::{DynamicItems, Index, ItemKey, Validator};
 use crate::{IngestConfig, KafkaConfig};
 
@@ -152,7 +153,7 @@ struct Marks {
 #[derive(Debug, Default)]
 struct PartData {
     records: FxHashMap<AggKey, Agg>,
-    events: EventsBuilder,
+    events: EventRows,
     first_kafka_ts: Option<i64>,
     rejected: Vec<Rejected>,
 }
@@ -524,28 +525,9 @@ impl Worker {
                 first: valid.start,
                 last: valid.end,
             });
-        let product = &self.index.products[valid.product as usize];
-        let asset = &self.index.assets[valid.asset as usize];
-        let item = self.validator.dynamic.info(&self.index, valid.product, valid.item);
         part.first_kafka_ts.get_or_insert(m.kafka_ts);
-        part.events.push(&EventRow {
-            event_id: &id,
-            product_id: &product.id,
-            contract_id: &asset.contract,
-            asset_id: &asset.id,
-            item_id: item.id.as_deref(),
-            item_mpn: &item.mpn,
-            tier: valid.tier,
-            category_id: category_id.as_deref(),
-            quantity: valid.quantity,
-            amount: valid.amount,
-            start_time: valid.start,
-            end_time: valid.end,
-            attributes,
-            kafka_partition: m.partition,
-            kafka_offset: m.offset,
-            kafka_timestamp: m.kafka_ts,
-        });
+        let extra = Extra { id: &id, category, attributes, offset: m.offset, kafka_ts: m.kafka_ts };
+        part.events.push(&valid, &extra);
     }
 }
 
@@ -966,7 +948,8 @@ impl Flusher {
                 product: None,
                 partition_value: date,
             };
-            files.push(encode(&batch.data.events.finish(), file)?);
+            let events = batch.data.events.take_batch(&self.index, &batch.dynamic, &batch.categories, partition);
+            files.push(encode(&events, file)?);
         }
         Ok(files)
     }
