@@ -127,6 +127,7 @@ fn bare_config(kafka: &KafkaConfig, group: &str) -> rdkafka::ClientConfig {
         .set("max.partition.fetch.bytes", "8388608")
         .set("queued.max.messages.kbytes", "131072")
         .set("queued.min.messages", "500000")
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.min.bytes", "1048576")
         .set("fetch.wait.max.ms", "50");
     config

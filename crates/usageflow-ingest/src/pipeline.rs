@@ -1258,6 +1258,10 @@ impl Ingester {
             .set("max.partition.fetch.bytes", "8388608")
             .set("queued.max.messages.kbytes", "131072")
             .set("queued.min.messages", "500000")
+            // Once the fetch queue is over those limits (the poll thread waiting for a worker
+            // or the flusher), librdkafka holds the next fetch back this long; its default of
+            // one second left the queue empty for whole stretches after each wait.
+            .set("fetch.queue.backoff.ms", "10")
             .set("fetch.min.bytes", "1048576")
             .set("fetch.wait.max.ms", "50");
         if !self.kafka.group_instance_id.is_empty() {
