@@ -15,8 +15,11 @@
 //!   flusher and starts the next batch;
 //! * the **flusher thread** joins the poll thread's offsets with the workers' data and
 //!   writes the batch: Parquet files (each partition's encoded on a thread of its own), then
-//!   the lake commit, then one Kafka transaction holding the batch's dead-letter events and
-//!   the consumer offsets.
+//!   the lake commit;
+//! * the **transaction thread** then runs the batch's Kafka transaction (its dead-letter
+//!   events and the consumer offsets), one at a time in batch order, while the flusher writes
+//!   the next batch. After a failed transaction it runs none, so Kafka's offsets never pass
+//!   dead-letter events that were not published.
 //!
 //! Every hand-over is bounded: 256 chunks per worker (deep enough that a long run of one
 //! partition's messages, up to a whole 8 MiB fetch, does not leave the other workers idle);
@@ -184,10 +187,15 @@ struct FlushJob {
     cgm: Option<Arc<ConsumerGroupMetadata>>,
 }
 
-enum ToFlusher {
-    Job(Box<FlushJob>),
+/// What a thread down the line is handed: a job, or a barrier to acknowledge once every job
+/// handed before it is done.
+enum Handed<J> {
+    Job(Box<J>),
     Barrier(SyncSender<()>),
 }
+
+type ToFlusher = Handed<FlushJob>;
+type ToTxn = Handed<TxnJob>;
 
 /// Messages per chunk handed from the poll thread to a worker, and the payload bytes that
 /// close a chunk early.
@@ -692,7 +700,7 @@ impl Processor {
             }
         }
         let job = FlushJob { marks, from_workers, workers: self.workers.len(), cgm: self.cgm.clone() };
-        if self.to_flusher.send(ToFlusher::Job(Box::new(job))).is_err() {
+        if self.to_flusher.send(Handed::Job(Box::new(job))).is_err() {
             self.fail(PipelineError::Flusher("channel closed".into()));
         }
     }
@@ -700,7 +708,7 @@ impl Processor {
     /// Waits until every handed-off batch is flushed.
     fn barrier(&self) {
         let (tx, rx) = sync_channel(1);
-        if self.to_flusher.send(ToFlusher::Barrier(tx)).is_ok() {
+        if self.to_flusher.send(Handed::Barrier(tx)).is_ok() {
             let _ = rx.recv();
         }
     }
@@ -821,13 +829,31 @@ impl ConsumerContext for IngestContext {
 /// Writes batches: Parquet files, lake commit, Kafka transaction.
 struct Flusher {
     topic: String,
-    dead_letter_topic: String,
     index: Arc<Index>,
     store: Arc<dyn ObjectStore>,
     manifests: Arc<Manifests>,
+    /// The batch's Kafka transaction runs on a thread of its own while the next batch is
+    /// written (the rendezvous lets one transaction wait at most).
+    to_txn: SyncSender<ToTxn>,
+    counters: Arc<Counters>,
+}
+
+/// A batch's Kafka transaction: its dead-letter events and the consumer offsets after it.
+struct TxnJob {
+    rejected: Vec<Rejected>,
+    offsets: TopicPartitionList,
+    cgm: Option<Arc<ConsumerGroupMetadata>>,
+}
+
+/// Runs the batches' Kafka transactions, one at a time, in batch order. After a failure it
+/// runs none: a later batch's offsets must not pass the dead-letter events of one whose
+/// transaction was lost.
+struct Transactor {
+    topic: String,
+    dead_letter_topic: String,
     producer: BaseProducer,
     txn_timeout: Duration,
-    counters: Arc<Counters>,
+    failure: Arc<Mutex<Option<PipelineError>>>,
 }
 
 fn month_of(us: i64) -> String {
@@ -1020,39 +1046,68 @@ impl Flusher {
             }
             Ok::<_, PipelineError>(())
         })?;
-        // 3. Dead-letter events and consumer offsets, in one transaction.
+        // 3. Dead-letter events and consumer offsets, in one transaction, on the transaction
+        // thread (after this lake commit, so Kafka's offsets never pass the lake's).
         let mut offsets = TopicPartitionList::new();
-        let mut rejected = 0usize;
-        for (partition, batch) in &parts {
+        let mut rejected = Vec::new();
+        for (partition, batch) in &mut parts {
             if let Some(next) = batch.marks.kafka_next {
                 offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(next))?;
             }
-            rejected += batch.data.rejected.len();
-        }
-        if offsets.count() > 0 {
-            self.transaction(&parts, &offsets, cgm.as_deref())?;
+            rejected.append(&mut batch.data.rejected);
         }
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("usageflow_flush_duration_seconds").record(seconds);
-        tracing::debug!(files = request.add.len(), rejected, seconds, "batch flushed");
+        tracing::debug!(files = request.add.len(), rejected = rejected.len(), seconds, "batch written");
+        if offsets.count() > 0 {
+            let job = TxnJob { rejected, offsets, cgm };
+            if self.to_txn.send(Handed::Job(Box::new(job))).is_err() {
+                return Err(PipelineError::Flusher("the transaction thread stopped".into()));
+            }
+        }
         Ok(())
     }
 
-    fn transaction(
-        &self,
-        parts: &BTreeMap<i32, PartBatch>,
-        offsets: &TopicPartitionList,
-        cgm: Option<&ConsumerGroupMetadata>,
-    ) -> Result<(), PipelineError> {
-        let cgm = cgm.ok_or_else(|| PipelineError::Flusher("no consumer group metadata".into()))?;
-        self.producer.begin_transaction()?;
-        let result = (|| {
-            for batch in parts.values() {
-                for r in &batch.data.rejected {
-                    self.send_dead_letter(r)?;
+    /// Waits until every transaction handed over is done.
+    fn barrier(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.to_txn.send(Handed::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+impl Transactor {
+    fn run(self, from_flusher: Receiver<ToTxn>) {
+        for msg in from_flusher {
+            match msg {
+                Handed::Job(job) => {
+                    if self.failure.lock().expect("failure slot").is_some() {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    let result = self.transaction(&job);
+                    metrics::histogram!("usageflow_transaction_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    if let Err(err) = result {
+                        self.failure.lock().expect("failure slot").get_or_insert(err);
+                    }
+                }
+                Handed::Barrier(ack) => {
+                    let _ = ack.send(());
                 }
             }
-            self.producer.send_offsets_to_transaction(offsets, cgm, self.txn_timeout)?;
+        }
+    }
+
+    fn transaction(&self, job: &TxnJob) -> Result<(), PipelineError> {
+        let cgm = job.cgm.as_deref().ok_or_else(|| PipelineError::Flusher("no consumer group metadata".into()))?;
+        self.producer.begin_transaction()?;
+        let result = (|| {
+            for r in &job.rejected {
+                self.send_dead_letter(r)?;
+            }
+            self.producer.send_offsets_to_transaction(&job.offsets, cgm, self.txn_timeout)?;
             self.producer.commit_transaction(self.txn_timeout)
         })();
         if let Err(err) = result {
@@ -1160,14 +1215,24 @@ impl Ingester {
         // A rendezvous: the poll thread hands a finished batch over only when the flusher is done
         // with the previous one, so at most two batches are in memory.
         let (to_flusher, from_poll): (SyncSender<ToFlusher>, Receiver<ToFlusher>) = sync_channel(0);
-        let flusher = Flusher {
+        let (to_txn, from_flusher) = sync_channel(0);
+        let transactor = Transactor {
             topic: self.kafka.topic.clone(),
             dead_letter_topic: self.kafka.dead_letter_topic.clone(),
+            producer,
+            txn_timeout,
+            failure: failure.clone(),
+        };
+        let txn_thread = std::thread::Builder::new()
+            .name("usageflow-txn".into())
+            .spawn(move || transactor.run(from_flusher))
+            .map_err(|e| PipelineError::Flusher(e.to_string()))?;
+        let flusher = Flusher {
+            topic: self.kafka.topic.clone(),
             index: self.index.clone(),
             store: self.store.clone(),
             manifests: manifests.clone(),
-            producer,
-            txn_timeout,
+            to_txn,
             counters: self.counters.clone(),
         };
         let handle = runtime.handle().clone();
@@ -1177,7 +1242,7 @@ impl Ingester {
             .spawn(move || {
                 for msg in from_poll {
                     match msg {
-                        ToFlusher::Job(job) => {
+                        Handed::Job(job) => {
                             if flusher_failure.lock().expect("failure slot").is_some() {
                                 continue;
                             }
@@ -1186,7 +1251,8 @@ impl Ingester {
                                 slot.get_or_insert(err);
                             }
                         }
-                        ToFlusher::Barrier(ack) => {
+                        Handed::Barrier(ack) => {
+                            flusher.barrier();
                             let _ = ack.send(());
                         }
                     }
@@ -1352,6 +1418,8 @@ impl Ingester {
             let _ = thread.join();
         }
         let _ = flusher_thread.join();
+        // The flusher's end of the transaction channel is gone with it.
+        let _ = txn_thread.join();
         drop(consumer);
         if let Some(err) = failure.lock().expect("failure slot").take() {
             return Err(err);

@@ -51,7 +51,12 @@ fn ingest_serves_prometheus_metrics() {
     while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
         if let Some(body) = scrape(&addr) {
             let want = format!("usageflow_events_in_total {}", truth.messages);
-            if body.contains(&want) && body.contains("usageflow_events_rejected_total{reason=") {
+            let timed = ["usageflow_flush_duration_seconds_count", "usageflow_transaction_duration_seconds_count"];
+            if body.contains(&want)
+                && body.contains("usageflow_events_rejected_total{reason=")
+                && body.contains("usageflow_lake_bytes_written_total{table=\"events\"}")
+                && timed.iter().all(|t| body.contains(t))
+            {
                 seen = true;
                 break;
             }
