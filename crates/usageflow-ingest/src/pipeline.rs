@@ -58,7 +58,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::{FxHashMap, FxHashSet};
-use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
+use usageflow_lake::tables::{RecordRow, RecordsBuilder, events_schema, to_parquet_as};
 use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
 
 use crate::decode::{CeHeaders, decode};
@@ -884,8 +884,10 @@ struct FileOf<'a> {
 }
 
 fn encode(batch: &RecordBatch, f: FileOf<'_>) -> Result<Encoded, PipelineError> {
-    let bytes =
-        to_parquet(batch).map_err(|e| PipelineError::Write { path: f.path.to_string(), reason: e.to_string() })?;
+    // The events' catalogue columns come as dictionaries (`EventRows::take_batch`).
+    let schema = if f.table == Table::Events { events_schema() } else { batch.schema() };
+    let bytes = to_parquet_as(batch, schema)
+        .map_err(|e| PipelineError::Write { path: f.path.to_string(), reason: e.to_string() })?;
     let file = DataFile {
         path: f.path.to_string(),
         table: f.table,

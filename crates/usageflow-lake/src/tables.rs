@@ -374,6 +374,13 @@ const EVENTS_NO_STATISTICS_COLUMNS: [&str; 6] =
 /// encoding except for the columns of distinct values, delta encoding for offsets and event
 /// times, page statistics except where they prune nothing (see the lists above).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
+    to_parquet_as(batch, batch.schema())
+}
+
+/// Like [`to_parquet`], with the file's schema given: a string column of `schema` may come as
+/// a dictionary array of strings in `batch` (its values are written as the strings they
+/// stand for; readers see `schema`).
+pub fn to_parquet_as(batch: &RecordBatch, schema: SchemaRef) -> Result<Bytes, parquet::errors::ParquetError> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(1_000_000))
@@ -385,13 +392,13 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::Parquet
         props = props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
     let events_only: &[&str] =
-        if batch.schema().column_with_name("event_id").is_some() { &EVENTS_NO_STATISTICS_COLUMNS } else { &[] };
+        if schema.column_with_name("event_id").is_some() { &EVENTS_NO_STATISTICS_COLUMNS } else { &[] };
     for column in NO_STATISTICS_COLUMNS.iter().chain(events_only) {
         props = props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
     let props = props.build();
     let mut buffer = Vec::with_capacity(1 << 20);
-    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(props))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(Bytes::from(buffer))
