@@ -58,7 +58,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::{FxHashMap, FxHashSet};
-use usageflow_lake::tables::{RecordRow, RecordsBuilder, events_schema, to_parquet_as};
+use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
 use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
 
 use crate::decode::{CeHeaders, decode};
@@ -196,6 +196,33 @@ enum Handed<J> {
 
 type ToFlusher = Handed<FlushJob>;
 type ToTxn = Handed<TxnJob>;
+
+/// Serves a thread's hand-overs in order: runs each job, unless the pipeline has failed (a
+/// job's error is recorded in `failure`, and every later job is skipped); acknowledges a
+/// barrier once `settle` has returned.
+fn serve<J>(
+    from: Receiver<Handed<J>>,
+    failure: &Mutex<Option<PipelineError>>,
+    mut run: impl FnMut(J) -> Result<(), PipelineError>,
+    mut settle: impl FnMut(),
+) {
+    for msg in from {
+        match msg {
+            Handed::Job(job) => {
+                if failure.lock().expect("failure slot").is_some() {
+                    continue;
+                }
+                if let Err(err) = run(*job) {
+                    failure.lock().expect("failure slot").get_or_insert(err);
+                }
+            }
+            Handed::Barrier(ack) => {
+                settle();
+                let _ = ack.send(());
+            }
+        }
+    }
+}
 
 /// Messages per chunk handed from the poll thread to a worker, and the payload bytes that
 /// close a chunk early.
@@ -884,10 +911,8 @@ struct FileOf<'a> {
 }
 
 fn encode(batch: &RecordBatch, f: FileOf<'_>) -> Result<Encoded, PipelineError> {
-    // The events' catalogue columns come as dictionaries (`EventRows::take_batch`).
-    let schema = if f.table == Table::Events { events_schema() } else { batch.schema() };
-    let bytes = to_parquet_as(batch, schema)
-        .map_err(|e| PipelineError::Write { path: f.path.to_string(), reason: e.to_string() })?;
+    let bytes =
+        to_parquet(batch).map_err(|e| PipelineError::Write { path: f.path.to_string(), reason: e.to_string() })?;
     let file = DataFile {
         path: f.path.to_string(),
         table: f.table,
@@ -1081,25 +1106,13 @@ impl Flusher {
 
 impl Transactor {
     fn run(self, from_flusher: Receiver<ToTxn>) {
-        for msg in from_flusher {
-            match msg {
-                Handed::Job(job) => {
-                    if self.failure.lock().expect("failure slot").is_some() {
-                        continue;
-                    }
-                    let started = Instant::now();
-                    let result = self.transaction(&job);
-                    metrics::histogram!("usageflow_transaction_duration_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    if let Err(err) = result {
-                        self.failure.lock().expect("failure slot").get_or_insert(err);
-                    }
-                }
-                Handed::Barrier(ack) => {
-                    let _ = ack.send(());
-                }
-            }
-        }
+        let run = |job: TxnJob| {
+            let started = Instant::now();
+            let result = self.transaction(&job);
+            metrics::histogram!("usageflow_transaction_duration_seconds").record(started.elapsed().as_secs_f64());
+            result
+        };
+        serve(from_flusher, &self.failure, run, || {});
     }
 
     fn transaction(&self, job: &TxnJob) -> Result<(), PipelineError> {
@@ -1241,25 +1254,7 @@ impl Ingester {
         let flusher_failure = failure.clone();
         let flusher_thread = std::thread::Builder::new()
             .name("usageflow-flush".into())
-            .spawn(move || {
-                for msg in from_poll {
-                    match msg {
-                        Handed::Job(job) => {
-                            if flusher_failure.lock().expect("failure slot").is_some() {
-                                continue;
-                            }
-                            if let Err(err) = flusher.flush(&handle, *job) {
-                                let mut slot = flusher_failure.lock().expect("failure slot");
-                                slot.get_or_insert(err);
-                            }
-                        }
-                        Handed::Barrier(ack) => {
-                            flusher.barrier();
-                            let _ = ack.send(());
-                        }
-                    }
-                }
-            })
+            .spawn(move || serve(from_poll, &flusher_failure, |job| flusher.flush(&handle, job), || flusher.barrier()))
             .map_err(|e| PipelineError::Flusher(e.to_string()))?;
 
         let dedupe = Arc::new(Dedupe::default());

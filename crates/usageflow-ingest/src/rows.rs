@@ -72,7 +72,7 @@ impl EventRows {
     /// The events as the lake's `events` columns; the rows are taken. `dynamic` and
     /// `categories` are those of the worker that accepted the events (their indexes are that
     /// worker's). The catalogue columns come as dictionaries of the names (the events' indexes
-    /// as keys): write the batch with [`usageflow_lake::tables::to_parquet_as`] and
+    /// as keys); [`usageflow_lake::tables::to_parquet`] writes them as the names, under
     /// [`events_schema`].
     pub(crate) fn take_batch(
         &mut self,
@@ -147,7 +147,7 @@ mod tests {
     use std::path::Path;
 
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use usageflow_lake::tables::{EventRow, EventsBuilder, to_parquet, to_parquet_as};
+    use usageflow_lake::tables::{EventRow, EventsBuilder, to_parquet};
 
     use super::*;
     use crate::decode::{CeHeaders, decode};
@@ -216,7 +216,7 @@ mod tests {
         let got = rows.take_batch(&index, &validator.dynamic, &categories, 3);
         assert!(rows.is_empty(), "the rows are taken");
         // Written, the dictionaries are the strings they stand for.
-        let file = to_parquet_as(&got, events_schema()).unwrap();
+        let file = to_parquet(&got).unwrap();
         let read: Vec<RecordBatch> =
             ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().collect::<Result<_, _>>().unwrap();
         let expected_read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(to_parquet(&expected).unwrap())

@@ -372,15 +372,19 @@ const EVENTS_NO_STATISTICS_COLUMNS: [&str; 6] =
 
 /// Encodes a batch as a Parquet file (Snappy, one row group per million rows): dictionary
 /// encoding except for the columns of distinct values, delta encoding for offsets and event
-/// times, page statistics except where they prune nothing (see the lists above).
+/// times, page statistics except where they prune nothing (see the lists above). A dictionary
+/// column is written as the values it stands for: readers see the value type.
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
-    to_parquet_as(batch, batch.schema())
-}
-
-/// Like [`to_parquet`], with the file's schema given: a string column of `schema` may come as
-/// a dictionary array of strings in `batch` (its values are written as the strings they
-/// stand for; readers see `schema`).
-pub fn to_parquet_as(batch: &RecordBatch, schema: SchemaRef) -> Result<Bytes, parquet::errors::ParquetError> {
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => f.as_ref().clone().with_data_type(value.as_ref().clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, batch.schema().metadata().clone()));
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(1_000_000))
