@@ -98,7 +98,7 @@ fn ingest_phase() {
             }
         })
     };
-    ingester.run(&stop);
+    ingester.run(&stop).expect("the bench's settings are valid");
     let end = Instant::now();
     let first = watcher.join().unwrap();
     let seconds = end.duration_since(first).as_secs_f64();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use usageflow_ingest::loadgen::{self, LoadgenConfig};
-use usageflow_ingest::{Counters, IngestConfig, Ingester};
+use usageflow_ingest::{Counters, IngestConfig, Ingester, PipelineError};
 use usageflow_lake::Manifests;
 
 /// Runs an ingester until it has seen `messages` messages, then stops it (which flushes).
@@ -25,7 +25,30 @@ fn ingest_until(ingester: &Ingester, messages: u64) {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
-    runner.join().unwrap();
+    runner.join().unwrap().expect("the ingester's settings are valid");
+}
+
+/// An ingester given a setting no run could work with (an empty topic) returns the error at
+/// once, naming the key, instead of retrying; nothing is written to the lake.
+#[test]
+fn a_setting_that_cannot_work_stops_the_ingester_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let mut kafka = support::kafka_config("ingest-invalid");
+    kafka.topic = String::new();
+    let ingester = Ingester {
+        kafka,
+        config: IngestConfig { metrics_listen: String::new(), ..IngestConfig::default() },
+        index: support::sample_index(),
+        store,
+        counters: Arc::new(Counters::default()),
+    };
+    let started = Instant::now();
+    let err = ingester.run(&AtomicBool::new(false)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(matches!(&err, PipelineError::Config(s) if s.key == "kafka.topic"), "{err}");
+    assert!(err.to_string().contains("invalid configuration: key `kafka.topic`"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

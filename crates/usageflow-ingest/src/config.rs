@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::InvalidSetting;
 use crate::validate::ValidationConfig;
 
 /// Settings of the ingester.
@@ -58,6 +59,58 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// Checks the values the ingester cannot work with, naming the key of the first.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        let positive = [
+            ("ingest.max_batch_events", self.max_batch_events as u64),
+            ("ingest.max_batch_bytes", self.max_batch_bytes as u64),
+            ("ingest.flush_interval_ms", self.flush_interval_ms),
+            ("ingest.progress_interval_secs", self.progress_interval_secs),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(InvalidSetting::new(key, "must be greater than 0"));
+        }
+        if !self.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return Err(InvalidSetting::new(
+                "ingest.instance_id",
+                format!(
+                    "`{}` may only have ASCII letters, digits, `.`, `_` and `-` (it names lake commits and a Kafka transactional id)",
+                    self.instance_id
+                ),
+            ));
+        }
+        // librdkafka's lower bound, and the broker's default `transaction.max.timeout.ms`.
+        if !(1_000..=900_000).contains(&self.transaction_timeout_ms) {
+            return Err(InvalidSetting::new(
+                "ingest.transaction_timeout_ms",
+                format!("must be between 1000 and 900000, got {}", self.transaction_timeout_ms),
+            ));
+        }
+        // An id must be remembered for as long as an event carrying it can still be accepted:
+        // a shorter window would count a late duplicate twice.
+        let late_days = self.validation.late_max_days.max(self.validation.late_grace_hours.div_ceil(24));
+        if self.dedupe_window_days <= late_days {
+            return Err(InvalidSetting::new(
+                "ingest.dedupe_window_days",
+                format!(
+                    "is {} but late events up to {late_days} days old are accepted (ingest.validation.late_max_days, \
+                     late_grace_hours); duplicates older than the window would be counted twice, so it must be greater",
+                    self.dedupe_window_days
+                ),
+            ));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(InvalidSetting::new(
+                "ingest.metrics_listen",
+                format!(
+                    "expected host:port such as 127.0.0.1:9464 (or empty to disable), got `{}`",
+                    self.metrics_listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The number of processing workers (`workers`, or one per CPU).
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
@@ -73,5 +126,36 @@ impl IngestConfig {
         }
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
         if host.is_empty() { "localhost".to_owned() } else { host }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_and_each_bad_value_is_named() {
+        assert_eq!(IngestConfig::default().check(), Ok(()));
+        let with = |f: fn(&mut IngestConfig)| {
+            let mut c = IngestConfig::default();
+            f(&mut c);
+            c.check().unwrap_err().key
+        };
+        assert_eq!(with(|c| c.max_batch_bytes = 0), "ingest.max_batch_bytes");
+        assert_eq!(with(|c| c.flush_interval_ms = 0), "ingest.flush_interval_ms");
+        assert_eq!(with(|c| c.instance_id = "host 1".into()), "ingest.instance_id");
+        assert_eq!(with(|c| c.transaction_timeout_ms = 999), "ingest.transaction_timeout_ms");
+        assert_eq!(with(|c| c.dedupe_window_days = 92), "ingest.dedupe_window_days");
+        // The grace period alone also counts: 100 days of grace outlast a 95-day window.
+        assert_eq!(with(|c| c.validation.late_grace_hours = 100 * 24), "ingest.dedupe_window_days");
+        assert_eq!(with(|c| c.metrics_listen = "localhost".into()), "ingest.metrics_listen");
+        let mut ok = IngestConfig {
+            instance_id: "ingest-1.eu_west".into(),
+            metrics_listen: String::new(),
+            ..IngestConfig::default()
+        };
+        assert_eq!(ok.check(), Ok(()));
+        ok.dedupe_window_days = 93;
+        assert_eq!(ok.check(), Ok(()));
     }
 }

@@ -5,7 +5,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, InvalidSetting, Result};
 
 /// How Usageflow reaches Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,60 @@ impl Default for KafkaConfig {
     }
 }
 
+/// Why `name` cannot be a Kafka topic, if it cannot: Kafka allows 1 to 249 ASCII letters,
+/// digits, `.`, `_` and `-`, but not `.` or `..` alone.
+pub fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a topic name is required".to_owned());
+    }
+    if name.len() > 249 {
+        return Some(format!("a topic name has at most 249 characters, this one has {}", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("`{name}` cannot be a topic name"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Some(format!(
+            "`{name}` has the character {c:?}; topic names have ASCII letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    None
+}
+
 impl KafkaConfig {
+    /// Checks the values that no broker could accept, so that a bad setting stops the
+    /// program at once with its key named, instead of failing every attempt to subscribe.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        let servers: Vec<&str> = self.bootstrap_servers.split(',').map(str::trim).collect();
+        if servers.iter().any(|s| s.is_empty()) {
+            return Err(InvalidSetting::new(
+                "kafka.bootstrap_servers",
+                format!("expected a comma-separated list of host:port, got `{}`", self.bootstrap_servers),
+            ));
+        }
+        for (key, name) in [("kafka.topic", &self.topic), ("kafka.dead_letter_topic", &self.dead_letter_topic)] {
+            if let Some(problem) = topic_name_problem(name) {
+                return Err(InvalidSetting::new(key, problem));
+            }
+        }
+        if self.dead_letter_topic == self.topic {
+            return Err(InvalidSetting::new(
+                "kafka.dead_letter_topic",
+                format!("`{}` is also the events topic; rejected events would be read again", self.topic),
+            ));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(InvalidSetting::new("kafka.group_id", "a consumer group id is required"));
+        }
+        if !(1..=3_600_000).contains(&self.session_timeout_ms) {
+            return Err(InvalidSetting::new(
+                "kafka.session_timeout_ms",
+                format!("must be between 1 and 3600000 (librdkafka's range), got {}", self.session_timeout_ms),
+            ));
+        }
+        Ok(())
+    }
+
     /// Base librdkafka client configuration: brokers plus the extra properties.
     pub fn client_config(&self) -> ClientConfig {
         self.with_properties(ClientConfig::new())
@@ -79,4 +132,43 @@ pub fn probe_cluster(config: &KafkaConfig, timeout: Duration) -> Result<BrokerIn
         brokers: metadata.brokers().iter().map(|b| format!("{} {}:{}", b.id(), b.host(), b.port())).collect(),
         topics: metadata.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len())).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for ok in ["usage-events", "a", "usage.events_v2", &"x".repeat(249)] {
+            assert_eq!(topic_name_problem(ok), None, "{ok}");
+        }
+        for (bad, says) in [
+            ("", "required"),
+            (".", "cannot be a topic name"),
+            ("..", "cannot be a topic name"),
+            ("usage/events", "'/'"),
+            ("événements", "'é'"),
+            (&"x".repeat(250), "at most 249"),
+        ] {
+            let problem = topic_name_problem(bad).unwrap_or_default();
+            assert!(problem.contains(says), "{bad}: {problem}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_pass_and_each_bad_value_is_named() {
+        assert_eq!(KafkaConfig::default().check(), Ok(()));
+        let with = |f: fn(&mut KafkaConfig)| {
+            let mut c = KafkaConfig::default();
+            f(&mut c);
+            c.check().unwrap_err().key
+        };
+        assert_eq!(with(|c| c.bootstrap_servers = String::new()), "kafka.bootstrap_servers");
+        assert_eq!(with(|c| c.topic = "a b".into()), "kafka.topic");
+        assert_eq!(with(|c| c.dead_letter_topic = String::new()), "kafka.dead_letter_topic");
+        assert_eq!(with(|c| c.dead_letter_topic = c.topic.clone()), "kafka.dead_letter_topic");
+        assert_eq!(with(|c| c.group_id = " ".into()), "kafka.group_id");
+        assert_eq!(with(|c| c.session_timeout_ms = 0), "kafka.session_timeout_ms");
+    }
 }

@@ -23,8 +23,8 @@ mod scan;
 pub mod validate;
 
 pub use config::IngestConfig;
-pub use error::{Error, Result};
-pub use kafka::{BrokerInfo, KafkaConfig, probe_cluster};
+pub use error::{Error, InvalidSetting, Result};
+pub use kafka::{BrokerInfo, KafkaConfig, probe_cluster, topic_name_problem};
 pub use pipeline::{Counters, Ingester, PipelineError};
 pub use reject::{Code, Rejection};
 pub use validate::{Index, ValidationConfig, Validator};

@@ -87,6 +87,9 @@ pub enum PipelineError {
     /// The flusher thread is gone.
     #[error("the flusher stopped: {0}")]
     Flusher(String),
+    /// A setting no run could work with; the ingester does not start.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::InvalidSetting),
 }
 
 /// Counters of one run, for progress lines and tests.
@@ -1187,11 +1190,15 @@ impl std::fmt::Debug for Ingester {
 }
 
 impl Ingester {
-    /// Runs until `stop` is set, restarting after failures with a back-off.
-    pub fn run(&self, stop: &AtomicBool) {
+    /// Runs until `stop` is set, restarting after failures with a back-off. Fails at once,
+    /// without starting, when a setting cannot work ([`KafkaConfig::check`],
+    /// [`IngestConfig::check`]).
+    pub fn run(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
+        self.kafka.check()?;
+        self.config.check()?;
         while !stop.load(Ordering::Relaxed) {
             match self.run_once(stop) {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(err) => {
                     metrics::counter!("usageflow_ingest_restarts_total").increment(1);
                     tracing::error!(%err, "ingester failed; restarting from the committed state");
@@ -1202,6 +1209,7 @@ impl Ingester {
                 }
             }
         }
+        Ok(())
     }
 
     /// One run: from the committed state until `stop` (Ok) or a failure (Err).

@@ -119,7 +119,14 @@ where
         check(tree.clone(), origin)?;
     }
 
-    check(tree, || "configuration".to_owned())
+    let config = check(tree, || "configuration".to_owned())?;
+    // Values each of right type that still cannot work, judged once all layers are merged.
+    config
+        .kafka
+        .check()
+        .and_then(|()| config.ingest.check())
+        .map_err(|invalid| ConfigError::Invalid { origin: "configuration".to_owned(), message: invalid.to_string() })?;
+    Ok(config)
 }
 
 /// Reads one TOML file into a table.
@@ -277,6 +284,40 @@ mod tests {
         assert!(config.is_err());
         let config = load(&[], env(&[("USAGEFLOW__KAFKA__PROPERTIES__LINGER.MS", "5")]), &[]).unwrap();
         assert_eq!(config.kafka.properties.get("linger.ms").map(String::as_str), Some("5"));
+    }
+
+    /// Values of the right type that cannot work are refused when the configuration loads,
+    /// with the key named, whichever layer set them; the checks see the merged result.
+    #[test]
+    fn values_that_cannot_work_are_refused_by_key() {
+        let refused = |overrides: &[&str]| {
+            let overrides: Vec<String> = overrides.iter().map(|s| (*s).to_owned()).collect();
+            load(&[], env(&[]), &overrides).unwrap_err().to_string()
+        };
+        let err = refused(&["kafka.topic="]);
+        assert!(err.contains("key `kafka.topic`: a topic name is required"), "{err}");
+        let err = refused(&["kafka.topic=usage events"]);
+        assert!(err.contains("key `kafka.topic`") && err.contains("' '"), "{err}");
+        let err = refused(&["kafka.dead_letter_topic=usage-events"]);
+        assert!(err.contains("key `kafka.dead_letter_topic`") && err.contains("also the events topic"), "{err}");
+        let err = refused(&["kafka.bootstrap_servers=a:1,,b:2"]);
+        assert!(err.contains("key `kafka.bootstrap_servers`"), "{err}");
+        let err = refused(&["ingest.max_batch_events=0"]);
+        assert!(err.contains("key `ingest.max_batch_events`: must be greater than 0"), "{err}");
+        let err = refused(&["ingest.validation.late_max_days=120"]);
+        assert!(err.contains("key `ingest.dedupe_window_days`") && err.contains("counted twice"), "{err}");
+        let err = refused(&["ingest.instance_id=a/b"]);
+        assert!(err.contains("key `ingest.instance_id`"), "{err}");
+        let err = refused(&["ingest.metrics_listen=nowhere"]);
+        assert!(err.contains("key `ingest.metrics_listen`"), "{err}");
+        // Raising both together is fine: only the merged configuration is judged.
+        let config = load(
+            &[],
+            env(&[("USAGEFLOW__INGEST__VALIDATION__LATE_MAX_DAYS", "120")]),
+            &["ingest.dedupe_window_days=125".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(config.ingest.dedupe_window_days, 125);
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         });
     }
     let started = Instant::now();
-    ingester.run(&stop);
+    ingester.run(&stop)?;
     let c = &ingester.counters;
     let messages = c.messages.load(Ordering::Relaxed);
     println!(

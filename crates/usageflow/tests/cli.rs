@@ -54,6 +54,22 @@ fn unknown_key_fails_with_its_name_and_origin() {
     assert!(err.contains("USAGEFLOW__STORE__BUCKET") && err.contains("store.bucket"), "{err}");
 }
 
+/// A value of the right type that cannot work stops every command before it starts (here
+/// `ingest`, which would otherwise retry a doomed subscription forever), naming the key.
+#[test]
+fn a_value_that_cannot_work_stops_the_command_with_its_key() {
+    let started = std::time::Instant::now();
+    let out = usageflow(&["--set", "kafka.topic=", "ingest", "--idle-exit-secs", "5"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("key `kafka.topic`: a topic name is required"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    let out = usageflow(&["config", "check"], &[("USAGEFLOW__INGEST__VALIDATION__LATE_MAX_DAYS", "200")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("key `ingest.dedupe_window_days`"), "{err}");
+}
+
 #[test]
 fn doctor_reports_an_unreachable_store_and_fails() {
     let out = usageflow(
