@@ -81,30 +81,42 @@ fn ingest_phase() {
         counters: Arc::new(Counters::default()),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    // Times the run from the first message polled to the last batch fully committed (the lake
+    // commit and then the Kafka transaction with its offsets), which is what the throughput
+    // is about; closing the consumer afterwards (leaving the group) is timed apart.
     let watcher = {
-        let (stop, counters) = (stop.clone(), ingester.counters.clone());
+        let (stop, done, counters) = (stop.clone(), done.clone(), ingester.counters.clone());
         std::thread::spawn(move || {
             let mut first = None;
-            loop {
-                let seen = counters.messages.load(Ordering::Relaxed);
-                if seen > 0 && first.is_none() {
+            while counters.messages.load(Ordering::Relaxed) < events {
+                if first.is_none() && counters.messages.load(Ordering::Relaxed) > 0 {
                     first = Some(Instant::now());
                 }
-                if seen >= events {
-                    stop.store(true, Ordering::Relaxed);
-                    return first.unwrap_or_else(Instant::now);
-                }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(1));
             }
+            let first = first.unwrap_or_else(Instant::now);
+            stop.store(true, Ordering::Relaxed);
+            let (mut seen, mut committed) = (counters.transactions.load(Ordering::Relaxed), Instant::now());
+            while !done.load(Ordering::Relaxed) {
+                let now = counters.transactions.load(Ordering::Relaxed);
+                if now != seen {
+                    (seen, committed) = (now, Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (first, committed)
         })
     };
     ingester.run(&stop).expect("the bench's settings are valid");
     let end = Instant::now();
-    let first = watcher.join().unwrap();
-    let seconds = end.duration_since(first).as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let (first, committed) = watcher.join().unwrap();
+    let seconds = committed.duration_since(first).as_secs_f64();
+    let to_exit = end.duration_since(first).as_secs_f64();
     let c = &ingester.counters;
     println!(
-        "RESULT {} {seconds:.3} {} {} {} {} {} {}",
+        "RESULT {} {seconds:.3} {} {} {} {} {} {} {to_exit:.3}",
         c.messages.load(Ordering::Relaxed),
         peak_rss_mib(),
         c.accepted.load(Ordering::Relaxed),
@@ -244,13 +256,14 @@ fn main() {
             .find_map(|l| l.strip_prefix("RESULT "))
             .unwrap_or_else(|| panic!("ingest phase failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr)));
         let f: Vec<f64> = result.split_whitespace().map(|v| v.parse().unwrap()).collect();
-        let (ingest_s, rss) = (f[1], f[2]);
+        let (ingest_s, rss, to_exit) = (f[1], f[2], f[8]);
         let rate = events as f64 / ingest_s;
         println!(
-            "ingester w={:<2}  {events:>10} msgs {ingest_s:>8.2} s {rate:>12.0} msg/s  ({:.0} % of bare, peak RSS {rss:.0} MiB, {} lake commits)",
+            "ingester w={:<2}  {events:>10} msgs {ingest_s:>8.2} s {rate:>12.0} msg/s  ({:.0} % of bare, peak RSS {rss:.0} MiB, {} lake commits; {to_exit:.2} s to exit, {:.0} msg/s)",
             f[7],
             100.0 * rate / bare_rate,
-            f[6]
+            f[6],
+            events as f64 / to_exit
         );
         println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
 

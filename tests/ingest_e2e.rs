@@ -51,6 +51,40 @@ fn a_setting_that_cannot_work_stops_the_ingester_at_once() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// Stopped while it cannot reach the broker, the ingester returns the failure instead of
+/// pretending a clean run (the command then exits non-zero).
+#[test]
+fn stopped_while_failing_the_ingester_returns_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let mut kafka = support::kafka_config("ingest-unreachable");
+    kafka.bootstrap_servers = "127.0.0.1:1".into();
+    let ingester = Ingester {
+        kafka,
+        config: IngestConfig {
+            metrics_listen: String::new(),
+            transaction_timeout_ms: 1_000,
+            restart_backoff_ms: 100,
+            ..IngestConfig::default()
+        },
+        index: support::sample_index(),
+        store,
+        counters: Arc::new(Counters::default()),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1_500));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let err = ingester.run(&stop).unwrap_err();
+    stopper.join().unwrap();
+    assert!(matches!(err, PipelineError::Kafka(_)), "{err}");
+    assert_eq!(ingester.counters.messages.load(Ordering::Relaxed), 0);
+}
+
 #[test]
 fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
     let kafka = support::kafka_config("ingest-e2e");
@@ -83,6 +117,9 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
     assert_eq!(c.accepted.load(Ordering::Relaxed), truth.valid);
     assert_eq!(c.duplicates.load(Ordering::Relaxed), truth.duplicates);
     assert_eq!(c.rejected.load(Ordering::Relaxed), truth.rejected);
+    // Every lake commit was followed by its Kafka transaction (dead letters and offsets).
+    assert!(c.commits.load(Ordering::Relaxed) >= 4);
+    assert_eq!(c.transactions.load(Ordering::Relaxed), c.commits.load(Ordering::Relaxed));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();

@@ -308,13 +308,23 @@ impl<'a> Generator<'a> {
 
 /// Creates the topic if it does not exist (with `partitions` partitions).
 pub fn ensure_topic(kafka: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+    ensure_topic_within(kafka, topic, partitions, Duration::from_secs(30))
+}
+
+/// [`ensure_topic`], giving up after `timeout` (an unreachable broker makes it wait that long).
+pub fn ensure_topic_within(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = kafka.client_config().create()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|_| KafkaError::Canceled)?;
     let results = rt.block_on(admin.create_topics(
         &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+        &AdminOptions::new().request_timeout(Some(timeout)),
     ))?;
     for result in results {
         match result {

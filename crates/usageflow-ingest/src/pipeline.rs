@@ -107,6 +107,9 @@ pub struct Counters {
     pub replayed: std::sync::atomic::AtomicU64,
     /// Lake commits.
     pub commits: std::sync::atomic::AtomicU64,
+    /// Kafka transactions committed (a batch's dead-letter events and offsets, after its lake
+    /// commit): a batch is fully committed when this counts it.
+    pub transactions: std::sync::atomic::AtomicU64,
 }
 
 fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
@@ -884,6 +887,7 @@ struct Transactor {
     producer: BaseProducer,
     txn_timeout: Duration,
     failure: Arc<Mutex<Option<PipelineError>>>,
+    counters: Arc<Counters>,
 }
 
 fn month_of(us: i64) -> String {
@@ -1113,6 +1117,9 @@ impl Transactor {
             let started = Instant::now();
             let result = self.transaction(&job);
             metrics::histogram!("usageflow_transaction_duration_seconds").record(started.elapsed().as_secs_f64());
+            if result.is_ok() {
+                add(&self.counters.transactions, 1);
+            }
             result
         };
         serve(from_flusher, &self.failure, run, || {});
@@ -1192,16 +1199,20 @@ impl std::fmt::Debug for Ingester {
 impl Ingester {
     /// Runs until `stop` is set, restarting after failures with a back-off. Fails at once,
     /// without starting, when a setting cannot work ([`KafkaConfig::check`],
-    /// [`IngestConfig::check`]).
+    /// [`IngestConfig::check`]). Stopped while failing (the broker unreachable, say), it
+    /// returns the last failure: what was consumed since the last commit is not in the lake,
+    /// and the next run resumes from the committed state.
     pub fn run(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
         self.kafka.check()?;
         self.config.check()?;
+        let mut last_failure = None;
         while !stop.load(Ordering::Relaxed) {
             match self.run_once(stop) {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     metrics::counter!("usageflow_ingest_restarts_total").increment(1);
                     tracing::error!(%err, "ingester failed; restarting from the committed state");
+                    last_failure = Some(err);
                     let until = Instant::now() + Duration::from_millis(self.config.restart_backoff_ms);
                     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
@@ -1209,7 +1220,7 @@ impl Ingester {
                 }
             }
         }
-        Ok(())
+        last_failure.map_or(Ok(()), Err)
     }
 
     /// One run: from the committed state until `stop` (Ok) or a failure (Err).
@@ -1245,6 +1256,7 @@ impl Ingester {
             producer,
             txn_timeout,
             failure: failure.clone(),
+            counters: self.counters.clone(),
         };
         let txn_thread = std::thread::Builder::new()
             .name("usageflow-txn".into())

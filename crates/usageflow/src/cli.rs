@@ -374,10 +374,27 @@ pub fn run(cli: Cli) -> ExitCode {
     match dispatch(cli.command, config) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", causes(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, leaving out a cause whose text the line already
+/// holds (many errors repeat their source in their own message).
+fn causes(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_tracing(config: &Config) {
@@ -544,5 +561,24 @@ fn catalog(config: &Config, action: CatalogAction) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.toml: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_listed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(Repeats(io)).context("loading the catalogue");
+        assert_eq!(causes(&err), "loading the catalogue: cannot read x.toml: no such file");
+        let io = std::io::Error::other("disk full");
+        let err = anyhow::Error::new(io).context("writing the lake");
+        assert_eq!(causes(&err), "writing the lake: disk full");
     }
 }

@@ -64,7 +64,11 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         store,
         counters: Arc::new(Counters::default()),
     };
-    loadgen::ensure_topic(&config.kafka, &config.kafka.dead_letter_topic, 1).ok();
+    // Best effort: the ingester reports an unreachable broker itself, and retries.
+    let dead_letter = &config.kafka.dead_letter_topic;
+    if let Err(err) = loadgen::ensure_topic_within(&config.kafka, dead_letter, 1, Duration::from_secs(5)) {
+        tracing::warn!(%err, topic = %dead_letter, "could not make sure the dead-letter topic exists");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     if idle_exit_secs > 0 {
@@ -86,7 +90,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         });
     }
     let started = Instant::now();
-    ingester.run(&stop)?;
+    let outcome = ingester.run(&stop);
     let c = &ingester.counters;
     let messages = c.messages.load(Ordering::Relaxed);
     println!(
@@ -98,6 +102,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         c.replayed.load(Ordering::Relaxed),
         c.commits.load(Ordering::Relaxed),
     );
+    outcome.context("the ingester stopped while failing; the next run resumes from the committed state")?;
     Ok(ExitCode::SUCCESS)
 }
 

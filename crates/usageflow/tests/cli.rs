@@ -70,6 +70,36 @@ fn a_value_that_cannot_work_stops_the_command_with_its_key() {
     assert!(err.contains("key `ingest.dedupe_window_days`"), "{err}");
 }
 
+/// An ingest run stopped while it cannot reach the broker exits non-zero and says so, after
+/// its summary line.
+#[test]
+fn ingest_stopped_while_failing_exits_non_zero() {
+    let lake = tempfile::tempdir().unwrap();
+    let catalog = format!("catalog.dir={}/../../config/catalog", env!("CARGO_MANIFEST_DIR"));
+    let out = usageflow(
+        &[
+            "--set",
+            &catalog,
+            "--set",
+            "kafka.bootstrap_servers=127.0.0.1:1",
+            "--set",
+            "ingest.transaction_timeout_ms=1000",
+            "--set",
+            "ingest.metrics_listen=",
+            "--set",
+            &format!("store.url={}", lake.path().display()),
+            "ingest",
+            "--idle-exit-secs",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ingested 0 messages"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the ingester stopped while failing") && err.contains("Kafka"), "{err}");
+}
+
 #[test]
 fn doctor_reports_an_unreachable_store_and_fails() {
     let out = usageflow(
