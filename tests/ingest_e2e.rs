@@ -216,3 +216,117 @@ fn the_lake_works_on_s3() {
     let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
     assert!(totals == truth.records, "lake totals on S3 differ from the generated truth");
 }
+
+/// Events rejected for a cause later fixed (here a quantity limit set too low) are sent back
+/// from the dead-letter topic, as they first arrived, and then counted exactly once: a second
+/// redrive only adds duplicates, and other dead letters stay where they are.
+#[test]
+fn dead_letters_sent_back_after_a_fix_are_counted_once() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer};
+    use usageflow_ingest::deadletter;
+
+    let kafka = support::kafka_config("dead-letters");
+    loadgen::ensure_topic(&kafka, &kafka.topic, 2).unwrap();
+    loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
+    let producer: rdkafka::producer::BaseProducer =
+        kafka.client_config().set("enable.idempotence", "true").create().unwrap();
+    let time = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let sent_at = chrono::Utc::now().timestamp_millis() - 60_000;
+    for n in 0..3 {
+        let json = format!(
+            r#"{{"id":"big-{n}","product":"PRD-200-200-002","asset_id":"AS-1000-0719-1201","item_mpn":"FL-DATA-MB","quantity":"5000","time":"{time}"}}"#
+        );
+        let headers = OwnedHeaders::new().insert(Header { key: "trace", value: Some(b"t-1".as_slice()) });
+        let record = BaseRecord::<str, str>::to(&kafka.topic)
+            .key("AS-1000-0719-1201")
+            .payload(&json)
+            .headers(headers)
+            .timestamp(sent_at);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.send(BaseRecord::<str, str>::to(&kafka.topic).key("x").payload("{not json")).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let mut config = IngestConfig { metrics_listen: String::new(), ..IngestConfig::default() };
+    config.validation.max_quantity = 1_000;
+    let run = |config: &IngestConfig, messages: u64| {
+        let ingester = Ingester {
+            kafka: kafka.clone(),
+            config: config.clone(),
+            index: support::sample_index(),
+            store: store.clone(),
+            counters: Arc::new(Counters::default()),
+        };
+        ingest_until(&ingester, messages);
+        let c = &ingester.counters;
+        [&c.accepted, &c.rejected, &c.duplicates].map(|n| n.load(Ordering::Relaxed))
+    };
+    assert_eq!(run(&config, 4), [0, 4, 0]);
+    let timeout = Duration::from_secs(60);
+    let counts = deadletter::summary(&kafka, timeout).unwrap();
+    assert_eq!(counts, [("absurd_value".to_owned(), 3), ("malformed_json".to_owned(), 1)].into());
+
+    // The dead letters keep what the redrive needs: the original timestamp and headers.
+    let mut letters = Vec::new();
+    deadletter::read(&kafka, timeout, |l| letters.push(l)).unwrap();
+    let big: Vec<_> = letters.iter().filter(|l| l.code == "absurd_value").collect();
+    assert!(big.iter().all(|l| l.source_timestamp_ms == Some(sent_at)), "{big:?}");
+    assert!(big.iter().all(|l| l.headers == [("trace".to_owned(), b"t-1".to_vec())]), "{big:?}");
+    assert!(big[0].reason.contains("5000"), "{}", big[0].reason);
+
+    // The limit is raised; the three are sent back, the malformed one is not.
+    config.validation.max_quantity = IngestConfig::default().validation.max_quantity;
+    let codes = ["absurd_value".to_owned()];
+    let dry = deadletter::redrive(&kafka, &codes, true, timeout).unwrap();
+    assert_eq!((dry.read, dry.sent.clone()), (4, [("absurd_value".to_owned(), 3)].into()));
+    assert_eq!(deadletter::redrive(&kafka, &codes, false, timeout).unwrap(), dry);
+    assert_eq!(run(&config, 3), [3, 0, 0]);
+    // Sent back twice: duplicates, nothing counted again.
+    deadletter::redrive(&kafka, &codes, false, timeout).unwrap();
+    assert_eq!(run(&config, 3), [0, 0, 3]);
+
+    // Sent back with their original Kafka timestamp: three originals, three copies each time.
+    let stamps = topic_timestamps(&kafka.bootstrap_servers, &kafka.topic, "big-");
+    assert_eq!(stamps, vec![sent_at; 9]);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let quantity: i128 = totals.values().map(|t| t.quantity).sum();
+    let events: i64 = totals.values().map(|t| t.event_count).sum();
+    assert_eq!((quantity, events), (15_000 * 100_000_000, 3));
+    assert_eq!(deadletter::summary(&kafka, timeout).unwrap().values().sum::<u64>(), 4, "nothing new was rejected");
+}
+
+/// The Kafka timestamps (ms) of the messages of `topic` whose payload contains `marker`.
+fn topic_timestamps(bootstrap: &str, topic: &str, marker: &str) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", support::unique("stamps"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let partitions =
+        consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap().topics()[0].partitions().len();
+    consumer.subscribe(&[topic]).unwrap();
+    let (mut at_end, mut stamps) = (std::collections::BTreeSet::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Ok(m)) if String::from_utf8_lossy(m.payload().unwrap_or_default()).contains(marker) => {
+                stamps.push(m.timestamp().to_millis().unwrap_or(-1));
+            }
+            _ => {}
+        }
+    }
+    stamps
+}

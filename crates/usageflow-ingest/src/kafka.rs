@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, InvalidSetting, Result};
@@ -108,6 +110,34 @@ impl KafkaConfig {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// Sends `record`, serving delivery reports while the producer's queue is full; `give_up` is
+/// asked after each wait whether to stop trying (and with what error).
+pub(crate) fn send_waiting<'a, C, K, P>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    wait: Duration,
+    mut give_up: impl FnMut() -> Option<KafkaError>,
+) -> std::result::Result<(), KafkaError>
+where
+    C: ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(wait);
+                if let Some(err) = give_up() {
+                    return Err(err);
+                }
+            }
+            Err((err, _)) => return Err(err),
+        }
     }
 }
 

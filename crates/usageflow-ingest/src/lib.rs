@@ -8,6 +8,7 @@
 //! ([`pipeline`] explains the protocol). [`loadgen`] produces realistic event streams.
 
 mod config;
+pub mod deadletter;
 pub mod decode;
 mod dedupe;
 mod error;

@@ -348,7 +348,7 @@ pub enum LoadgenError {
 
 /// Counts delivery failures.
 #[derive(Debug, Default)]
-struct Deliveries {
+pub(crate) struct Deliveries {
     failed: AtomicU64,
     first: Mutex<Option<String>>,
 }
@@ -366,7 +366,7 @@ impl ProducerContext for Deliveries {
     }
 }
 
-fn delivery_error(producer: &BaseProducer<Deliveries>) -> Option<LoadgenError> {
+pub(crate) fn delivery_error(producer: &BaseProducer<Deliveries>) -> Option<LoadgenError> {
     let ctx = producer.context();
     let failed = ctx.failed.load(Ordering::Relaxed);
     if let Some((code, reason)) = producer.client().fatal_error() {
@@ -401,23 +401,15 @@ pub fn produce(kafka: &KafkaConfig, index: &Index, config: &LoadgenConfig) -> Re
             }
         }
         generator.next(|key, payload, ts| {
-            let mut record = BaseRecord::to(&kafka.topic).key(key).payload(payload).timestamp(ts);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(10));
-                        if let Some(err) = delivery_error(&producer) {
-                            failure.get_or_insert(err);
-                            break;
-                        }
-                    }
-                    Err((err, _)) => {
-                        failure.get_or_insert(err.into());
-                        break;
-                    }
-                }
+            let record = BaseRecord::to(&kafka.topic).key(key).payload(payload).timestamp(ts);
+            // While the queue is full, a failed delivery stops the run.
+            let mut delivery = None;
+            let sent = crate::kafka::send_waiting(&producer, record, Duration::from_millis(10), || {
+                delivery = delivery_error(&producer);
+                delivery.is_some().then_some(KafkaError::Canceled)
+            });
+            if let Err(err) = sent {
+                failure.get_or_insert(delivery.unwrap_or_else(|| err.into()));
             }
         });
         if let Some(err) = failure.take() {

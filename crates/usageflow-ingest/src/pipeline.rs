@@ -53,7 +53,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -141,6 +141,8 @@ struct Agg {
 struct Rejected {
     partition: i32,
     offset: i64,
+    /// The message's Kafka timestamp (µs; 0 for none).
+    kafka_ts: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     headers: Vec<(String, Vec<u8>)>,
@@ -367,6 +369,7 @@ impl Chunk {
         Rejected {
             partition: m.partition,
             offset: m.offset,
+            kafka_ts: m.kafka_ts,
             key: m.key.clone().map(|k| self.data[k].to_vec()),
             payload: self.data[m.payload.clone()].to_vec(),
             headers: self.headers[m.headers.clone()]
@@ -1149,12 +1152,14 @@ impl Transactor {
         }
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
+        let timestamp = (r.kafka_ts / 1000).to_string();
         for (key, value) in [
             ("usageflow-error-code", r.rejection.code.as_str()),
             ("usageflow-error-reason", r.rejection.reason.as_str()),
             ("usageflow-source-topic", self.topic.as_str()),
             ("usageflow-source-partition", partition.as_str()),
             ("usageflow-source-offset", offset.as_str()),
+            (crate::deadletter::SOURCE_TIMESTAMP, timestamp.as_str()),
         ] {
             headers = headers.insert(rdkafka::message::Header { key, value: Some(value) });
         }
@@ -1162,16 +1167,7 @@ impl Transactor {
         if let Some(key) = &r.key {
             record = record.key(&key[..]);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(50));
-                }
-                Err((err, _)) => return Err(err),
-            }
-        }
+        crate::kafka::send_waiting(&self.producer, record, Duration::from_millis(50), || None)
     }
 }
 

@@ -53,6 +53,12 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         idle_exit_secs: u64,
     },
+    /// The dead-letter topic: rejected events per error code, and sending them back to the
+    /// events topic once the cause is fixed (e.g. an asset added to the catalogue).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Produce a realistic stream of metering events to the Kafka topic (load generator).
     Loadgen {
         /// Messages to produce.
@@ -352,6 +358,34 @@ pub enum LakeAction {
     },
 }
 
+/// `usageflow dead-letters ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Count the dead-letter messages per error code.
+    Summary {
+        /// Give up reading the topic after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Send the dead-letter messages with the given error codes back to the events topic, as
+    /// they first arrived (key, payload, headers, Kafka timestamp), to be validated again;
+    /// events already accepted are dropped as duplicates.
+    Redrive {
+        /// Error code to send back (repeatable), e.g. `unknown_asset`.
+        #[arg(long = "code", required_unless_present = "all")]
+        codes: Vec<String>,
+        /// Send back every dead-letter message, whatever its code.
+        #[arg(long, conflicts_with = "codes")]
+        all: bool,
+        /// Only count what would be sent back.
+        #[arg(long)]
+        dry_run: bool,
+        /// Give up reading the topic after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+}
+
 /// `usageflow config ...`
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
@@ -378,6 +412,34 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `usageflow dead-letters`.
+fn dead_letters(config: &Config, action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    use usageflow_ingest::deadletter;
+    let topic = &config.kafka.dead_letter_topic;
+    match action {
+        DeadLetterAction::Summary { timeout_secs } => {
+            let counts = deadletter::summary(&config.kafka, Duration::from_secs(timeout_secs))?;
+            println!("{} dead-letter message(s) in {topic}", counts.values().sum::<u64>());
+            for (code, n) in counts {
+                println!("{n:>10}  {code}");
+            }
+        }
+        DeadLetterAction::Redrive { codes, all: _, dry_run, timeout_secs } => {
+            let done = deadletter::redrive(&config.kafka, &codes, dry_run, Duration::from_secs(timeout_secs))?;
+            let verb = if dry_run { "would send" } else { "sent" };
+            let total: u64 = done.sent.values().sum();
+            println!(
+                "read {} dead-letter message(s) in {topic}; {verb} {total} back to {}",
+                done.read, config.kafka.topic
+            );
+            for (code, n) in done.sent {
+                println!("{n:>10}  {code}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An error and its causes on one line, leaving out a cause whose text the line already
@@ -422,6 +484,7 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Doctor { timeout_secs } => doctor(&config, Duration::from_secs(timeout_secs)),
         Command::Catalog { action } => catalog(&config, action),
         Command::Ingest { idle_exit_secs } => crate::run::ingest(&config, idle_exit_secs),
+        Command::DeadLetters { action } => dead_letters(&config, action),
         Command::Loadgen {
             events,
             rate,
