@@ -41,6 +41,9 @@ echo "== producing metering events"
 echo "== ingesting into the lake (stops when caught up)"
 "$bin" --config config/usageflow.toml --set ingest.metrics_listen= ingest --idle-exit-secs 3
 
+echo "== the rejected events, per reason (usageflow dead-letters redrive sends them back once fixed)"
+"$bin" --config config/usageflow.toml dead-letters summary
+
 echo "== the lake"
 "$bin" --config config/usageflow.toml lake status
 "$bin" --config config/usageflow.toml lake totals | sort > "$demo_dir/lake-$run_id.jsonl"
