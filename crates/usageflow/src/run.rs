@@ -34,13 +34,31 @@ pub(crate) async fn stop_signal() {
     }
 }
 
-/// Sets `stop` on SIGINT or SIGTERM.
-fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// The ingester's signals: SIGINT or SIGTERM set `shutdown` (and `stop`, which ends the
+/// current run after flushing); SIGHUP sets `reload` (and `stop`), for a new run with the
+/// catalogue read again.
+fn ingest_signals(stop: Arc<AtomicBool>, shutdown: Arc<AtomicBool>, reload: Arc<AtomicBool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     std::thread::Builder::new().name("usageflow-signals".into()).spawn(move || {
         let Ok(rt) = runtime() else { return };
-        rt.block_on(stop_signal());
-        tracing::info!("stopping: flushing what was consumed");
-        stop.store(true, Ordering::Relaxed);
+        rt.block_on(async {
+            let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+            loop {
+                tokio::select! {
+                    () = stop_signal() => {
+                        tracing::info!("stopping: flushing what was consumed");
+                        shutdown.store(true, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    _ = hangup.recv() => {
+                        tracing::info!("SIGHUP: flushing what was consumed, then reading the catalogue again");
+                        reload.store(true, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
     })?;
     Ok(())
 }
@@ -57,7 +75,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
     }
     let store = usageflow_lake::open_store(&config.store)?;
-    let ingester = Ingester {
+    let mut ingester = Ingester {
         kafka: config.kafka.clone(),
         config: config.ingest.clone(),
         index: index(config)?,
@@ -70,9 +88,11 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         tracing::warn!(%err, topic = %dead_letter, "could not make sure the dead-letter topic exists");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    stop_on_signals(stop.clone())?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    ingest_signals(stop.clone(), shutdown.clone(), reload.clone())?;
     if idle_exit_secs > 0 {
-        let (stop, counters) = (stop.clone(), ingester.counters.clone());
+        let (stop, shutdown, counters) = (stop.clone(), shutdown.clone(), ingester.counters.clone());
         let idle_limit = Duration::from_secs(idle_exit_secs);
         std::thread::spawn(move || {
             let mut last = (u64::MAX, Instant::now());
@@ -83,6 +103,7 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
                     last = (seen, Instant::now());
                 } else if last.1.elapsed() >= idle_limit {
                     tracing::info!(messages = seen, "idle; stopping");
+                    shutdown.store(true, Ordering::Relaxed);
                     stop.store(true, Ordering::Relaxed);
                     return;
                 }
@@ -90,7 +111,22 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         });
     }
     let started = Instant::now();
-    let outcome = ingester.run(&stop);
+    let outcome = loop {
+        let outcome = ingester.run(&stop);
+        if shutdown.load(Ordering::Relaxed) || !reload.swap(false, Ordering::Relaxed) {
+            break outcome;
+        }
+        // SIGHUP: the run ended after committing what it had consumed; the next one starts
+        // from there with the catalogue as it is now (or, if it no longer loads, as it was).
+        match index(config) {
+            Ok(index) => {
+                tracing::info!(products = index.products.len(), assets = index.assets.len(), "catalogue reloaded");
+                ingester.index = index;
+            }
+            Err(err) => tracing::error!(err = %format!("{err:#}"), "catalogue reload failed; keeping the previous one"),
+        }
+        stop.store(shutdown.load(Ordering::Relaxed), Ordering::Relaxed);
+    };
     let c = &ingester.counters;
     let messages = c.messages.load(Ordering::Relaxed);
     println!(
