@@ -303,30 +303,12 @@ fn dead_letters_sent_back_after_a_fix_are_counted_once() {
 
 /// The Kafka timestamps (ms) of the messages of `topic` whose payload contains `marker`.
 fn topic_timestamps(bootstrap: &str, topic: &str, marker: &str) -> Vec<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", support::unique("stamps"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let partitions =
-        consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap().topics()[0].partitions().len();
-    consumer.subscribe(&[topic]).unwrap();
-    let (mut at_end, mut stamps) = (std::collections::BTreeSet::new(), Vec::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while at_end.len() < partitions && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Ok(m)) if String::from_utf8_lossy(m.payload().unwrap_or_default()).contains(marker) => {
-                stamps.push(m.timestamp().to_millis().unwrap_or(-1));
-            }
-            _ => {}
+    let mut stamps = Vec::new();
+    support::for_each_message(bootstrap, topic, |m| {
+        if String::from_utf8_lossy(m.payload().unwrap_or_default()).contains(marker) {
+            stamps.push(m.timestamp().to_millis().unwrap_or(-1));
         }
-    }
+    });
     stamps
 }

@@ -79,8 +79,24 @@ pub fn sample_index() -> std::sync::Arc<usageflow_ingest::Index> {
 
 /// Every committed message of a topic (read_committed), as (partition, offset, headers).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, std::collections::BTreeMap<String, String>)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
+    let mut out = Vec::new();
+    for_each_message(bootstrap, topic, |m| {
+        let mut headers = std::collections::BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for i in 0..h.count() {
+                let h = h.get(i);
+                headers.insert(h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned());
+            }
+        }
+        out.push((m.partition(), m.offset(), headers));
+    });
+    out
+}
+
+/// Calls `f` with every committed message of a topic (read_committed), to its end.
+pub fn for_each_message(bootstrap: &str, topic: &str, mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -93,24 +109,14 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, std::collectio
     let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).unwrap();
     let partitions = metadata.topics()[0].partitions().len();
     if partitions == 0 {
-        return Vec::new();
+        return;
     }
     consumer.subscribe(&[topic]).unwrap();
     let mut eof = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while eof.len() < partitions && std::time::Instant::now() < deadline {
         match consumer.poll(std::time::Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let mut headers = std::collections::BTreeMap::new();
-                if let Some(h) = m.headers() {
-                    for i in 0..h.count() {
-                        let h = h.get(i);
-                        headers.insert(h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned());
-                    }
-                }
-                out.push((m.partition(), m.offset(), headers));
-            }
+            Some(Ok(m)) => f(&m),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 eof.insert(p);
             }
@@ -118,5 +124,4 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, std::collectio
         }
     }
     assert_eq!(eof.len(), partitions, "timed out reading {topic}");
-    out
 }

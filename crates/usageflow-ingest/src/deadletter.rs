@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::KafkaConfig;
 use crate::loadgen::{Deliveries, LoadgenError, delivery_error};
@@ -153,14 +153,8 @@ pub fn redrive(
         if dry_run {
             return;
         }
-        let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len());
-        for (key, value) in &letter.headers {
-            headers = headers.insert(Header { key, value: Some(value) });
-        }
-        let mut record = BaseRecord::<[u8], [u8]>::to(&kafka.topic).payload(&letter.payload[..]).headers(headers);
-        if let Some(key) = &letter.key {
-            record = record.key(&key[..]);
-        }
+        let headers = letter.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        let mut record = crate::kafka::record(&kafka.topic, letter.key.as_deref(), &letter.payload, headers);
         if let Some(ms) = letter.source_timestamp_ms {
             record = record.timestamp(ms);
         }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
 use serde::{Deserialize, Serialize};
 
@@ -68,8 +69,7 @@ impl KafkaConfig {
     /// Checks the values that no broker could accept, so that a bad setting stops the
     /// program at once with its key named, instead of failing every attempt to subscribe.
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        let servers: Vec<&str> = self.bootstrap_servers.split(',').map(str::trim).collect();
-        if servers.iter().any(|s| s.is_empty()) {
+        if self.bootstrap_servers.split(',').any(|s| s.trim().is_empty()) {
             return Err(InvalidSetting::new(
                 "kafka.bootstrap_servers",
                 format!("expected a comma-separated list of host:port, got `{}`", self.bootstrap_servers),
@@ -110,6 +110,21 @@ impl KafkaConfig {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// A record of `payload` for `topic`, with `key` if there is one and `headers` in order.
+pub(crate) fn record<'a, 'h>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+) -> BaseRecord<'a, [u8], [u8]> {
+    let owned = headers.fold(OwnedHeaders::new(), |all, (key, value)| all.insert(Header { key, value: Some(value) }));
+    let record = BaseRecord::to(topic).payload(payload).headers(owned);
+    match key {
+        Some(key) => record.key(key),
+        None => record,
     }
 }
 

@@ -54,8 +54,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::{FxHashMap, FxHashSet};
 use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
@@ -204,6 +204,14 @@ enum Handed<J> {
 
 type ToFlusher = Handed<FlushJob>;
 type ToTxn = Handed<TxnJob>;
+
+/// Waits until the thread at the other end of `to` has done every job handed before.
+fn barrier<J>(to: &SyncSender<Handed<J>>) {
+    let (tx, rx) = sync_channel(1);
+    if to.send(Handed::Barrier(tx)).is_ok() {
+        let _ = rx.recv();
+    }
+}
 
 /// Serves a thread's hand-overs in order: runs each job, unless the pipeline has failed (a
 /// job's error is recorded in `failure`, and every later job is skipped); acknowledges a
@@ -743,10 +751,7 @@ impl Processor {
 
     /// Waits until every handed-off batch is flushed.
     fn barrier(&self) {
-        let (tx, rx) = sync_channel(1);
-        if self.to_flusher.send(Handed::Barrier(tx)).is_ok() {
-            let _ = rx.recv();
-        }
+        barrier(&self.to_flusher);
     }
 
     /// Takes ownership of newly assigned partitions: their lake positions and the event ids
@@ -1107,10 +1112,7 @@ impl Flusher {
 
     /// Waits until every transaction handed over is done.
     fn barrier(&self) {
-        let (tx, rx) = sync_channel(1);
-        if self.to_txn.send(Handed::Barrier(tx)).is_ok() {
-            let _ = rx.recv();
-        }
+        barrier(&self.to_txn);
     }
 }
 
@@ -1146,27 +1148,20 @@ impl Transactor {
     }
 
     fn send_dead_letter(&self, r: &Rejected) -> Result<(), KafkaError> {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 5);
-        for (k, v) in &r.headers {
-            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
-        }
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
         let timestamp = (r.kafka_ts / 1000).to_string();
-        for (key, value) in [
+        let ours = [
             ("usageflow-error-code", r.rejection.code.as_str()),
             ("usageflow-error-reason", r.rejection.reason.as_str()),
             ("usageflow-source-topic", self.topic.as_str()),
             ("usageflow-source-partition", partition.as_str()),
             ("usageflow-source-offset", offset.as_str()),
             (crate::deadletter::SOURCE_TIMESTAMP, timestamp.as_str()),
-        ] {
-            headers = headers.insert(rdkafka::message::Header { key, value: Some(value) });
-        }
-        let mut record = BaseRecord::<[u8], [u8]>::to(&self.dead_letter_topic).payload(&r.payload[..]).headers(headers);
-        if let Some(key) = &r.key {
-            record = record.key(&key[..]);
-        }
+        ];
+        let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        let headers = headers.chain(ours.iter().map(|(k, v)| (*k, v.as_bytes())));
+        let record = crate::kafka::record(&self.dead_letter_topic, r.key.as_deref(), &r.payload, headers);
         crate::kafka::send_waiting(&self.producer, record, Duration::from_millis(50), || None)
     }
 }
