@@ -18,12 +18,14 @@ use arrow::datatypes::{DataType, Decimal128Type, Field, Int8Type, Int32Type, Int
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::dictionary;
 use crate::manifest::{LakeState, Table};
 
 /// Scale of every decimal column: 8 places, the finest item precision.
@@ -373,7 +375,9 @@ const EVENTS_NO_STATISTICS_COLUMNS: [&str; 6] =
 /// Encodes a batch as a Parquet file (Snappy, one row group per million rows): dictionary
 /// encoding except for the columns of distinct values, delta encoding for offsets and event
 /// times, page statistics except where they prune nothing (see the lists above). A dictionary
-/// column is written as the values it stands for: readers see the value type.
+/// column is written as the values it stands for: readers see the value type. Dictionary
+/// columns without statistics (the raw events' catalogue columns) are encoded from their keys
+/// rather than by looking every value up again (`dictionary`).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
     let fields: Vec<Field> = batch
         .schema()
@@ -400,11 +404,52 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::Parquet
     for column in NO_STATISTICS_COLUMNS.iter().chain(events_only) {
         props = props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
-    let props = props.build();
+    write_parquet(batch, schema, props.build())
+}
+
+/// Encodes `batch` with `schema` (its dictionary fields given as their value types) and
+/// `props`. Dictionary columns that `dictionary::eligible` accepts are encoded from their
+/// keys (see the module), the other columns by the Arrow writer.
+pub(crate) fn write_parquet(
+    batch: &RecordBatch,
+    schema: SchemaRef,
+    props: WriterProperties,
+) -> Result<Bytes, parquet::errors::ParquetError> {
     let mut buffer = Vec::with_capacity(1 << 20);
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(props))?;
-    writer.write(batch)?;
-    writer.close()?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(props.clone()))?;
+    let leaves: Vec<_> = {
+        let parquet = ArrowSchemaConverter::new().convert(&schema)?;
+        (0..parquet.num_columns()).map(|i| parquet.column(i)).collect()
+    };
+    let flat = leaves.len() == batch.num_columns();
+    if !(flat && batch.columns().iter().zip(&leaves).any(|(c, d)| dictionary::eligible(c, d, &props))) {
+        writer.write(batch)?;
+        writer.close()?;
+        return Ok(Bytes::from(buffer));
+    }
+    // Column by column, so that dictionary columns can be encoded from their keys.
+    let (mut file, factory) = writer.into_serialized_writer()?;
+    let rows_per_group = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    for (group, start) in (0..batch.num_rows()).step_by(rows_per_group).enumerate() {
+        let slice = batch.slice(start, rows_per_group.min(batch.num_rows() - start));
+        let writers = factory.create_column_writers(group)?;
+        let mut row_group = file.next_row_group()?;
+        for (((column, field), mut writer), descr) in
+            slice.columns().iter().zip(schema.fields()).zip(writers).zip(&leaves)
+        {
+            if dictionary::eligible(column, descr, &props) {
+                let (bytes, close) = dictionary::encode(column, descr, &props)?;
+                row_group.append_column(&bytes, close)?;
+            } else {
+                for leaf in compute_leaves(field, column)? {
+                    writer.write(&leaf)?;
+                }
+                writer.close()?.append_to_row_group(&mut row_group)?;
+            }
+        }
+        row_group.close()?;
+    }
+    file.close()?;
     Ok(Bytes::from(buffer))
 }
 
