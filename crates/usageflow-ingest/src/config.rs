@@ -58,6 +58,9 @@ impl Default for IngestConfig {
     }
 }
 
+/// The largest `ingest.max_batch_events`.
+pub const MAX_BATCH_EVENTS: usize = 1_000_000_000;
+
 impl IngestConfig {
     /// Checks the values the ingester cannot work with, naming the key of the first.
     pub fn check(&self) -> Result<(), InvalidSetting> {
@@ -69,6 +72,13 @@ impl IngestConfig {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(InvalidSetting::new(key, "must be greater than 0"));
+        }
+        // A batch is held in memory, and a record counts its events of one batch in 32 bits.
+        if self.max_batch_events > MAX_BATCH_EVENTS {
+            return Err(InvalidSetting::new(
+                "ingest.max_batch_events",
+                format!("must be at most {MAX_BATCH_EVENTS}, got {}", self.max_batch_events),
+            ));
         }
         if !self.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return Err(InvalidSetting::new(
@@ -142,6 +152,7 @@ mod tests {
             c.check().unwrap_err().key
         };
         assert_eq!(with(|c| c.max_batch_bytes = 0), "ingest.max_batch_bytes");
+        assert_eq!(with(|c| c.max_batch_events = MAX_BATCH_EVENTS + 1), "ingest.max_batch_events");
         assert_eq!(with(|c| c.flush_interval_ms = 0), "ingest.flush_interval_ms");
         assert_eq!(with(|c| c.instance_id = "host 1".into()), "ingest.instance_id");
         assert_eq!(with(|c| c.transaction_timeout_ms = 999), "ingest.transaction_timeout_ms");
@@ -155,6 +166,7 @@ mod tests {
             ..IngestConfig::default()
         };
         assert_eq!(ok.check(), Ok(()));
+        ok.max_batch_events = MAX_BATCH_EVENTS;
         ok.dedupe_window_days = 93;
         assert_eq!(ok.check(), Ok(()));
     }

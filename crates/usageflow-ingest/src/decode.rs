@@ -332,6 +332,31 @@ pub fn parse_time(text: &str) -> Option<i64> {
     millis.checked_mul(1000)
 }
 
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// algorithm; `month` 1–12).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The year and month (1–12) of a day counted from 1970-01-01 (the inverse of
+/// [`days_from_civil`], same algorithm).
+pub(crate) fn year_month_of(days: i64) -> (i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month)
+}
+
 /// The common RFC 3339 shape, `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, read without chrono:
 /// microseconds since the epoch (fractions truncated, as chrono's `timestamp_micros` does),
 /// or `None` for anything else (leap seconds, other separators, out-of-range fields), which
@@ -376,15 +401,7 @@ fn rfc3339_micros(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset * 60;
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset * 60;
     Some(seconds * 1_000_000 + micros)
 }
 

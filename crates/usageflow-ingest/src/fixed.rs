@@ -58,7 +58,10 @@ pub fn parse(text: &str) -> Result<Fixed, FixedError> {
         }
         _ => false,
     };
-    let mut digits: i128 = 0;
+    // The digits in a `u64` while they fit (integer arithmetic on `i128` is a library call
+    // for division and remainder), then in an `i128`.
+    let mut small: u64 = 0;
+    let mut large: Option<i128> = None;
     let mut frac_digits: u32 = 0;
     let mut seen_digit = false;
     let mut in_frac = false;
@@ -67,10 +70,19 @@ pub fn parse(text: &str) -> Result<Fixed, FixedError> {
         match bytes[i] {
             b @ b'0'..=b'9' => {
                 seen_digit = true;
-                digits = digits
-                    .checked_mul(10)
-                    .and_then(|d| d.checked_add(i128::from(b - b'0')))
-                    .ok_or(FixedError::TooLarge)?;
+                let digit = b - b'0';
+                match &mut large {
+                    None => match small.checked_mul(10).and_then(|d| d.checked_add(u64::from(digit))) {
+                        Some(d) => small = d,
+                        None => large = Some(i128::from(small) * 10 + i128::from(digit)),
+                    },
+                    Some(d) => {
+                        *d = d
+                            .checked_mul(10)
+                            .and_then(|d| d.checked_add(i128::from(digit)))
+                            .ok_or(FixedError::TooLarge)?
+                    }
+                }
                 if in_frac {
                     frac_digits += 1;
                 }
@@ -91,10 +103,22 @@ pub fn parse(text: &str) -> Result<Fixed, FixedError> {
     }
     // value = digits × 10^(exponent − frac_digits); strip trailing zeros from the fraction.
     let mut shift = exponent - frac_digits as i32;
-    while shift < 0 && digits != 0 && digits % 10 == 0 {
-        digits /= 10;
-        shift += 1;
-    }
+    let digits = match large {
+        None => {
+            while shift < 0 && small != 0 && small.is_multiple_of(10) {
+                small /= 10;
+                shift += 1;
+            }
+            i128::from(small)
+        }
+        Some(mut digits) => {
+            while shift < 0 && digits != 0 && digits % 10 == 0 {
+                digits /= 10;
+                shift += 1;
+            }
+            digits
+        }
+    };
     if digits == 0 {
         return Ok(Fixed { units: 0, decimals: 0 });
     }
@@ -154,6 +178,12 @@ mod tests {
         assert_eq!(ok("0.1"), (10_000_000, 1));
         assert_eq!(parse("0.000000001"), Err(FixedError::TooPrecise(9)));
         assert_eq!(parse("1e21"), Err(FixedError::TooLarge));
+        // More digits than a u64 holds (the i128 path), with and without trailing zeros.
+        assert_eq!(ok("99999999999999999999.99999999"), (9_999_999_999_999_999_999_999_999_999, 8));
+        assert_eq!(ok("12345678901234567890.1000000000"), (1_234_567_890_123_456_789_010_000_000, 1));
+        assert_eq!(ok("0.00000000000000000000000010e25"), (100_000_000, 0));
+        assert_eq!(parse("123456789012345678901"), Err(FixedError::TooLarge));
+        assert_eq!(parse(&"9".repeat(60)), Err(FixedError::TooLarge));
         for bad in ["", "abc", "1.2.3", "--1", "e5", "1e", "\"\"", "1,5", "NaN"] {
             assert_eq!(parse(bad), Err(FixedError::NotANumber), "{bad}");
         }

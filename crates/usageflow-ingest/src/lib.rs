@@ -7,6 +7,7 @@
 //! exact decimals ([`fixed`]), and commits Parquet files to the lake exactly once
 //! ([`pipeline`] explains the protocol). [`loadgen`] produces realistic event streams.
 
+mod aggregate;
 mod config;
 pub mod deadletter;
 pub mod decode;

@@ -61,12 +61,13 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
 use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
 
+use crate::aggregate::{Agg, AggKey, Records};
 use crate::decode::{CeHeaders, decode};
 use crate::dedupe::{BatchScratch, Dedupe, event_key};
 use crate::fetch::{FetchQueue, Fetched, Router};
 use crate::reject::Rejection;
 use crate::rows::{EventRows, Extra};
-use crate::validate::{DynamicItems, Index, ItemKey, Validator};
+use crate::validate::{DynamicItems, Index, Validator, period_of};
 use crate::{IngestConfig, KafkaConfig};
 
 /// Why the ingester stopped.
@@ -116,26 +117,6 @@ fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Aggregation key of a usage record (the product and contract follow from the asset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct AggKey {
-    asset: u32,
-    item: ItemKey,
-    tier: i8,
-    category: u32,
-    period_start: i64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Agg {
-    period_end: i64,
-    quantity: i128,
-    amount: Option<i128>,
-    count: i64,
-    first: i64,
-    last: i64,
-}
-
 /// A rejected message, kept until its dead-letter copy is published.
 #[derive(Debug)]
 struct Rejected {
@@ -163,7 +144,7 @@ struct Marks {
 /// What a worker made of one partition's messages in the current batch.
 #[derive(Debug, Default)]
 struct PartData {
-    records: FxHashMap<AggKey, Agg>,
+    records: Records,
     events: EventRows,
     first_kafka_ts: Option<i64>,
     rejected: Vec<Rejected>,
@@ -426,6 +407,8 @@ struct Worker {
     /// The de-duplication keys of a chunk's valid events, and whether each was new.
     keys: Vec<u128>,
     fresh: Vec<bool>,
+    /// The partition, usage record key and category id of a chunk's new events.
+    record_keys: Vec<(i32, AggKey, u32)>,
     scratch: BatchScratch,
     categories: Vec<String>,
     category_ids: FxHashMap<String, u32>,
@@ -516,16 +499,43 @@ impl Worker {
         }
         self.dedupe.insert_batch(&self.keys, &mut self.fresh, &mut self.scratch);
         let fresh = std::mem::take(&mut self.fresh);
-        for (event, &new) in valid.into_iter().zip(&fresh) {
+        // The new events' record keys first, then their records loaded ahead, a partition's
+        // run of events at a time (see `aggregate`).
+        let mut keys = std::mem::take(&mut self.record_keys);
+        keys.clear();
+        for (event, &new) in valid.iter().zip(&fresh) {
             if new {
-                tally.accepted += 1;
-                self.accept(event);
-            } else {
-                tally.duplicates += 1;
+                let category = self.category_id(event.category.as_deref());
+                keys.push((event.meta.partition, AggKey::of(&event.valid, category), category));
             }
         }
+        for run in keys.chunk_by(|a, b| a.0 == b.0) {
+            self.parts.entry(run[0].0).or_default().records.warm(run.iter().map(|(_, key, _)| key));
+        }
+        tally.accepted += keys.len() as u64;
+        tally.duplicates += (valid.len() - keys.len()) as u64;
+        let mut new_keys = keys.iter();
+        for (event, &new) in valid.into_iter().zip(&fresh) {
+            if new {
+                let &(_, key, category) = new_keys.next().expect("a key per new event");
+                self.accept(event, key, category);
+            }
+        }
+        self.record_keys = keys;
         self.fresh = fresh;
         tally
+    }
+
+    /// The id of a category (1 for the first seen), 0 for none.
+    fn category_id(&mut self, category: Option<&str>) -> u32 {
+        let Some(c) = category else { return 0 };
+        if let Some(&id) = self.category_ids.get(c) {
+            return id;
+        }
+        self.categories.push(c.to_owned());
+        let id = self.categories.len() as u32;
+        self.category_ids.insert(c.to_owned(), id);
+        id
     }
 
     fn reject(&mut self, chunk: &Chunk, m: &Meta, rejection: Rejection, tally: &mut Tally) {
@@ -534,49 +544,11 @@ impl Worker {
         self.parts.entry(m.partition).or_default().rejected.push(chunk.rejected(m, rejection));
     }
 
-    /// Adds a new valid event to its usage record and to the raw events.
-    fn accept(&mut self, event: Candidate<'_>) {
-        let Candidate { meta: m, valid, id, category: category_id, attributes } = event;
-        let category = match &category_id {
-            None => 0,
-            Some(c) => match self.category_ids.get(c.as_ref()) {
-                Some(&id) => id,
-                None => {
-                    self.categories.push(c.to_string());
-                    let id = self.categories.len() as u32;
-                    self.category_ids.insert(c.to_string(), id);
-                    id
-                }
-            },
-        };
-        let key = AggKey {
-            asset: valid.asset,
-            item: valid.item,
-            tier: valid.tier.unwrap_or(-1),
-            category,
-            period_start: valid.period_start,
-        };
+    /// Adds a new valid event to its usage record (`key`) and to the raw events.
+    fn accept(&mut self, event: Candidate<'_>, key: AggKey, category: u32) {
+        let Candidate { meta: m, valid, id, category: _, attributes } = event;
         let part = self.parts.entry(m.partition).or_default();
-        part.records
-            .entry(key)
-            .and_modify(|a| {
-                a.quantity += valid.quantity;
-                a.amount = match (a.amount, valid.amount) {
-                    (Some(x), Some(y)) => Some(x + y),
-                    (x, y) => x.or(y),
-                };
-                a.count += 1;
-                a.first = a.first.min(valid.start);
-                a.last = a.last.max(valid.end);
-            })
-            .or_insert(Agg {
-                period_end: valid.period_end,
-                quantity: valid.quantity,
-                amount: valid.amount,
-                count: 1,
-                first: valid.start,
-                last: valid.end,
-            });
+        part.records.add(key, &valid);
         part.first_kafka_ts.get_or_insert(m.kafka_ts);
         let extra = Extra { id: &id, category, attributes, offset: m.offset, kafka_ts: m.kafka_ts };
         part.events.push(&valid, &extra);
@@ -961,7 +933,7 @@ impl Flusher {
         let nonce = nonce();
         // Records, one file per product and month.
         let mut groups: BTreeMap<(u32, String), Vec<(&AggKey, &Agg)>> = BTreeMap::new();
-        for (key, agg) in &batch.data.records {
+        for (key, agg) in batch.data.records.iter() {
             let product = self.index.assets[key.asset as usize].product;
             groups.entry((product, month_of(key.period_start))).or_default().push((key, agg));
         }
@@ -970,7 +942,7 @@ impl Flusher {
             let mut builder = RecordsBuilder::default();
             for (key, agg) in &rows {
                 let asset = &self.index.assets[key.asset as usize];
-                let item = batch.dynamic.info(&self.index, product_idx, key.item);
+                let item = batch.dynamic.info(&self.index, product_idx, key.item());
                 builder.push(&RecordRow {
                     product_id: &product.id,
                     contract_id: &asset.contract,
@@ -985,12 +957,12 @@ impl Flusher {
                     tier: (key.tier >= 0).then_some(key.tier),
                     category_id: (key.category > 0).then(|| batch.categories[key.category as usize - 1].as_str()),
                     period_start: key.period_start,
-                    period_end: agg.period_end,
-                    quantity: agg.quantity,
-                    amount: agg.amount,
-                    event_count: agg.count,
-                    first_event_at: agg.first,
-                    last_event_at: agg.last,
+                    period_end: period_of(product.aggregation, key.period_start).1,
+                    quantity: agg.quantity(),
+                    amount: agg.amount(),
+                    event_count: agg.count(),
+                    first_event_at: agg.first(),
+                    last_event_at: agg.last(),
                     kafka_partition: partition,
                 });
             }
@@ -1280,6 +1252,7 @@ impl Ingester {
                 dedupe: dedupe.clone(),
                 keys: Vec::new(),
                 fresh: Vec::new(),
+                record_keys: Vec::new(),
                 scratch: BatchScratch::default(),
                 categories: Vec::new(),
                 category_ids: FxHashMap::default(),

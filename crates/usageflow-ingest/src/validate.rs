@@ -4,14 +4,14 @@
 //! timestamp of the message (never the wall clock), so replaying a partition after a crash
 //! rejects exactly the same events with the same reasons.
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use usageflow_model::{
     AggregationPeriod, AssetStatus, CatalogueData, ItemCriteria, ItemType, Precision, ReportingSchema,
 };
 
-use crate::decode::{AssetRef, RawEvent, parse_time};
+use crate::decode::{AssetRef, RawEvent, days_from_civil, parse_time, year_month_of};
 use crate::fixed::{self, FixedError, ONE};
 use crate::names::Names;
 use crate::reject::{Code, Rejection};
@@ -280,16 +280,9 @@ pub fn period_of(aggregation: AggregationPeriod, us: i64) -> (i64, i64) {
             (start, start + DAY_US)
         }
         AggregationPeriod::Month => {
-            let t = DateTime::<Utc>::from_timestamp_micros(us).expect("validated time");
-            let first = Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0).single().expect("first of month");
-            let next = if t.month() == 12 {
-                Utc.with_ymd_and_hms(t.year() + 1, 1, 1, 0, 0, 0)
-            } else {
-                Utc.with_ymd_and_hms(t.year(), t.month() + 1, 1, 0, 0, 0)
-            }
-            .single()
-            .expect("first of next month");
-            (first.timestamp_micros(), next.timestamp_micros())
+            let (year, month) = year_month_of(us.div_euclid(DAY_US));
+            let next = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+            (days_from_civil(year, month, 1) * DAY_US, days_from_civil(next.0, next.1, 1) * DAY_US)
         }
     }
 }
@@ -562,5 +555,46 @@ impl Validator {
             period_start,
             period_end,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Datelike, TimeZone};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The month containing `us`, through chrono's calendar.
+    fn month_by_chrono(us: i64) -> (i64, i64) {
+        let t = DateTime::<Utc>::from_timestamp_micros(us).unwrap();
+        let first = Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0).unwrap();
+        let next = if t.month() == 12 {
+            Utc.with_ymd_and_hms(t.year() + 1, 1, 1, 0, 0, 0)
+        } else {
+            Utc.with_ymd_and_hms(t.year(), t.month() + 1, 1, 0, 0, 0)
+        }
+        .unwrap();
+        (first.timestamp_micros(), next.timestamp_micros())
+    }
+
+    #[test]
+    fn periods_at_their_edges() {
+        let us = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        let month = |s| period_of(AggregationPeriod::Month, us(s));
+        assert_eq!(month("2024-02-29T23:59:59.999999Z"), (us("2024-02-01T00:00:00Z"), us("2024-03-01T00:00:00Z")));
+        assert_eq!(month("2026-12-31T12:00:00Z"), (us("2026-12-01T00:00:00Z"), us("2027-01-01T00:00:00Z")));
+        assert_eq!(month("2027-01-01T00:00:00Z"), (us("2027-01-01T00:00:00Z"), us("2027-02-01T00:00:00Z")));
+        assert_eq!(month("1969-12-31T23:59:59Z"), (us("1969-12-01T00:00:00Z"), us("1970-01-01T00:00:00Z")));
+        assert_eq!(period_of(AggregationPeriod::Day, us("1969-12-31T23:00:00Z")).0, us("1969-12-31T00:00:00Z"));
+        assert_eq!(period_of(AggregationPeriod::Hour, us("2026-11-30T07:59:59Z")).0, us("2026-11-30T07:00:00Z"));
+    }
+
+    proptest! {
+        /// Months agree with chrono's calendar from year 1600 to 2400.
+        #[test]
+        fn months_agree_with_chrono(us in -11_676_096_000_000_000i64..13_569_465_600_000_000) {
+            prop_assert_eq!(period_of(AggregationPeriod::Month, us), month_by_chrono(us));
+        }
     }
 }
