@@ -180,21 +180,29 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn asset(&mut self) -> Option<WireAsset<'a>> {
+    /// Reads an `asset` object into `slot` (empty before: a repeated member is refused),
+    /// in place: the object is returned through the event's fields, not copied into them.
+    fn asset(&mut self, slot: &mut Option<WireAsset<'a>>) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
         self.eat(b'{')?;
-        let mut a = WireAsset::default();
+        let a = slot.insert(WireAsset::default());
         self.members(|s, key| match key {
             "id" => once(&mut a.id, s.cow()?),
             "parameter" => once(&mut a.parameter, s.cow()?),
             "value" => once(&mut a.value, s.cow()?),
             _ => s.value(1).map(drop),
-        })?;
-        Some(a)
+        })
     }
 
-    fn item(&mut self) -> Option<WireItem<'a>> {
+    /// Reads an `item` object into `slot`, as [`Self::asset`] does.
+    fn item(&mut self, slot: &mut Option<WireItem<'a>>) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
         self.eat(b'{')?;
-        let mut i = WireItem::default();
+        let i = slot.insert(WireItem::default());
         self.members(|s, key| match key {
             "mpn" => once(&mut i.mpn, s.cow()?),
             "local_id" => once(&mut i.local_id, s.cow()?),
@@ -203,8 +211,7 @@ impl<'a> Scanner<'a> {
             "unit" => once(&mut i.unit, s.cow()?),
             "precision" => once(&mut i.precision, s.cow()?),
             _ => s.value(1).map(drop),
-        })?;
-        Some(i)
+        })
     }
 }
 
@@ -229,9 +236,9 @@ fn scan_into<'a>(payload: &'a [u8], f: &mut Fields<'a>) -> Option<()> {
     s.members(|s, key| match key {
         "id" => once(&mut f.id, s.cow()?),
         "product" | "product_id" => once(&mut f.product, s.cow()?),
-        "asset" => once(&mut f.asset, s.asset()?),
+        "asset" => s.asset(&mut f.asset),
         "asset_id" => once(&mut f.asset_id, s.cow()?),
-        "item" => once(&mut f.item, s.item()?),
+        "item" => s.item(&mut f.item),
         "item_mpn" => once(&mut f.item_mpn, s.cow()?),
         "item_local_id" => once(&mut f.item_local_id, s.cow()?),
         "item_global_id" => once(&mut f.item_global_id, s.cow()?),

@@ -10,7 +10,7 @@
 //! under the Hive-style layout in `paths`.
 
 pub mod compact;
-mod dictionary;
+mod direct;
 mod error;
 pub mod manifest;
 pub mod paths;

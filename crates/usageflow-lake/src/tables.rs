@@ -25,7 +25,7 @@ use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::dictionary;
+use crate::direct;
 use crate::manifest::{LakeState, Table};
 
 /// Scale of every decimal column: 8 places, the finest item precision.
@@ -365,19 +365,24 @@ const DELTA_COLUMNS: [&str; 4] = ["kafka_offset", "start_time", "end_time", "kaf
 /// nothing but cost a string comparison per value to keep.
 const NO_STATISTICS_COLUMNS: [&str; 2] = ["event_id", "attributes"];
 
-/// Catalogue columns without statistics in the raw events table (the batches with an
-/// `event_id` column): an events file holds one Kafka partition's batch, every product, contract
-/// and asset mixed, so their minimum and maximum prune nothing there. Usage records files, one
-/// per product and month, keep them.
-const EVENTS_NO_STATISTICS_COLUMNS: [&str; 6] =
-    ["product_id", "contract_id", "asset_id", "item_id", "item_mpn", "category_id"];
+/// Columns without statistics in the raw events table (the batches with an `event_id`
+/// column): an events file holds one Kafka partition's batch, every product, contract, asset
+/// and size of event mixed, so the minimum and maximum of these prune nothing there. Usage
+/// records files, one per product and month, keep them. Without statistics, the catalogue
+/// columns and the decimals are encoded directly (`direct`).
+const EVENTS_NO_STATISTICS_COLUMNS: [&str; 8] =
+    ["product_id", "contract_id", "asset_id", "item_id", "item_mpn", "category_id", "quantity", "amount"];
+
+/// Decimal columns without a dictionary in the raw events table: event sizes repeat too
+/// little for one to pay.
+const EVENTS_NO_DICTIONARY_COLUMNS: [&str; 2] = ["quantity", "amount"];
 
 /// Encodes a batch as a Parquet file (Snappy, one row group per million rows): dictionary
 /// encoding except for the columns of distinct values, delta encoding for offsets and event
 /// times, page statistics except where they prune nothing (see the lists above). A dictionary
 /// column is written as the values it stands for: readers see the value type. Dictionary
-/// columns without statistics (the raw events' catalogue columns) are encoded from their keys
-/// rather than by looking every value up again (`dictionary`).
+/// and wide decimal columns without statistics (the raw events' catalogue columns, quantity
+/// and amount) are encoded directly (`direct`).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
     let fields: Vec<Field> = batch
         .schema()
@@ -399,17 +404,21 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, parquet::errors::Parquet
     for column in DELTA_COLUMNS {
         props = props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
-    let events_only: &[&str] =
-        if schema.column_with_name("event_id").is_some() { &EVENTS_NO_STATISTICS_COLUMNS } else { &[] };
-    for column in NO_STATISTICS_COLUMNS.iter().chain(events_only) {
+    let events = schema.column_with_name("event_id").is_some();
+    let (no_statistics, no_dictionary): (&[&str], &[&str]) =
+        if events { (&EVENTS_NO_STATISTICS_COLUMNS, &EVENTS_NO_DICTIONARY_COLUMNS) } else { (&[], &[]) };
+    for column in NO_STATISTICS_COLUMNS.iter().chain(no_statistics) {
         props = props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
+    }
+    for column in no_dictionary {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     write_parquet(batch, schema, props.build())
 }
 
 /// Encodes `batch` with `schema` (its dictionary fields given as their value types) and
-/// `props`. Dictionary columns that `dictionary::eligible` accepts are encoded from their
-/// keys (see the module), the other columns by the Arrow writer.
+/// `props`. The columns that `direct::eligible` accepts are encoded directly (see the
+/// module), the other columns by the Arrow writer.
 pub(crate) fn write_parquet(
     batch: &RecordBatch,
     schema: SchemaRef,
@@ -422,7 +431,7 @@ pub(crate) fn write_parquet(
         (0..parquet.num_columns()).map(|i| parquet.column(i)).collect()
     };
     let flat = leaves.len() == batch.num_columns();
-    if !(flat && batch.columns().iter().zip(&leaves).any(|(c, d)| dictionary::eligible(c, d, &props))) {
+    if !(flat && batch.columns().iter().zip(&leaves).any(|(c, d)| direct::eligible(c, d, &props))) {
         writer.write(batch)?;
         writer.close()?;
         return Ok(Bytes::from(buffer));
@@ -437,8 +446,8 @@ pub(crate) fn write_parquet(
         for (((column, field), mut writer), descr) in
             slice.columns().iter().zip(schema.fields()).zip(writers).zip(&leaves)
         {
-            if dictionary::eligible(column, descr, &props) {
-                let (bytes, close) = dictionary::encode(column, descr, &props)?;
+            if direct::eligible(column, descr, &props) {
+                let (bytes, close) = direct::encode(column, descr, &props)?;
                 row_group.append_column(&bytes, close)?;
             } else {
                 for leaf in compute_leaves(field, column)? {
@@ -647,10 +656,10 @@ mod tests {
         let cols = columns(to_parquet(&events.finish()).unwrap());
         let stats = |name: &str| cols.iter().find(|c| c.0 == name).unwrap().1;
         let encodings = |name: &str| cols.iter().find(|c| c.0 == name).unwrap().2.clone();
-        for name in ["event_id", "attributes", "product_id", "contract_id", "asset_id", "item_mpn"] {
+        for name in ["event_id", "attributes", "product_id", "contract_id", "asset_id", "item_mpn", "quantity"] {
             assert!(!stats(name), "{name} has statistics");
         }
-        for name in ["start_time", "end_time", "kafka_offset", "kafka_timestamp", "quantity"] {
+        for name in ["start_time", "end_time", "kafka_offset", "kafka_timestamp"] {
             assert!(stats(name), "{name} lacks statistics");
         }
         for name in ["kafka_offset", "start_time"] {
