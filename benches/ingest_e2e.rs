@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use usageflow_ingest::fetch::FetchQueue;
-use usageflow_ingest::loadgen::{self, LoadgenConfig};
+use usageflow_ingest::loadgen;
 use usageflow_ingest::{Counters, IngestConfig, Ingester, KafkaConfig};
 use usageflow_lake::Manifests;
 
@@ -207,15 +207,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let spec = LoadgenConfig {
-        events,
-        seed: 42,
-        duplicates_per_mille: 5,
-        invalid_per_mille: 1,
-        late_per_mille: 1,
-        cloudevents_per_mille: 100,
-        ..LoadgenConfig::default()
-    };
+    let spec = support::bench_mix(events);
     let started = Instant::now();
     let truth = loadgen::produce(&kafka, &index, &spec).unwrap();
     let produce_s = started.elapsed().as_secs_f64();

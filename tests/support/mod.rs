@@ -66,6 +66,20 @@ pub fn kafka_config(prefix: &str) -> usageflow_ingest::KafkaConfig {
     }
 }
 
+/// The benchmarks' event mix: 0.5 % duplicates, 0.1 % invalid, 0.1 % late, 10 % in
+/// CloudEvents envelopes.
+pub fn bench_mix(events: u64) -> usageflow_ingest::loadgen::LoadgenConfig {
+    usageflow_ingest::loadgen::LoadgenConfig {
+        events,
+        seed: 42,
+        duplicates_per_mille: 5,
+        invalid_per_mille: 1,
+        late_per_mille: 1,
+        cloudevents_per_mille: 100,
+        ..usageflow_ingest::loadgen::LoadgenConfig::default()
+    }
+}
+
 /// The sample catalogue, indexed for ingestion.
 pub fn sample_index() -> std::sync::Arc<usageflow_ingest::Index> {
     let dir = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
