@@ -12,7 +12,7 @@
 use crate::validate::{ItemKey, Valid};
 
 /// Aggregation key of a usage record (the product and contract follow from the asset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub(crate) struct AggKey {
     pub(crate) period_start: i64,
     pub(crate) asset: u32,
@@ -131,25 +131,14 @@ impl Agg {
     }
 }
 
-/// One slot: 80 bytes, the key and the count first.
-#[derive(Debug, Clone, Copy)]
+/// One slot: 80 bytes, the key (24) then the totals (56); the default is an empty slot
+/// (count 0).
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 struct Slot {
     key: AggKey,
     agg: Agg,
 }
-
-const EMPTY: Slot = Slot {
-    key: AggKey { period_start: 0, asset: 0, category: 0, item: 0, tier: 0 },
-    agg: Agg {
-        count: 0,
-        has_amount: false,
-        first: 0,
-        last: 0,
-        quantity: Wide { low: 0, high: 0 },
-        amount: Wide { low: 0, high: 0 },
-    },
-};
 
 /// Usage records by key.
 #[derive(Debug, Default)]
@@ -173,9 +162,9 @@ impl Records {
         slot.agg.add(valid);
     }
 
-    /// Loads the home slots of `keys` ahead of adding them (both cache lines of each: the key
-    /// and the count). Called with many keys and nothing else in the loop, so that the loads
-    /// overlap.
+    /// Loads the home slots of `keys` ahead of adding them (the key and the count of each,
+    /// which an 80-byte slot may hold on two cache lines). Called with many keys and nothing
+    /// else in the loop, so that the loads overlap.
     pub(crate) fn warm<'k>(&self, keys: impl Iterator<Item = &'k AggKey>) {
         if self.slots.is_empty() {
             return;
@@ -214,7 +203,7 @@ impl Records {
 
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(1024);
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
         for slot in old.into_iter().filter(|s| s.agg.count > 0) {
             let at = self.find(&slot.key);
             self.slots[at] = slot;

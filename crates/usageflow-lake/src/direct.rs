@@ -71,11 +71,10 @@ pub(crate) fn encode(
     descr: &ColumnDescPtr,
     props: &WriterProperties,
 ) -> Result<(Bytes, ColumnCloseResult)> {
-    let nullable = descr.max_def_level() == 1;
-    if !nullable && array.logical_null_count() > 0 {
+    let chunk = Chunk { descr, props, rows: array.len(), rows_per_page: props.data_page_row_count_limit().max(1) };
+    if !chunk.nullable() && array.logical_null_count() > 0 {
         return Err(ParquetError::General(format!("column {} is required but holds nulls", descr.path())));
     }
-    let chunk = Chunk { descr, props, rows: array.len(), rows_per_page: props.data_page_row_count_limit().max(1) };
     match array.data_type() {
         DataType::Decimal128(..) => chunk.decimals(array),
         _ => chunk.dictionary(array),
@@ -203,14 +202,13 @@ impl Chunk<'_> {
         let (mut compressed_size, mut uncompressed_size) = (0i64, 0i64);
         let mut stats = Vec::new();
         let mut data_offset = 0;
+        let has_dictionary = dictionary.is_some();
         if let Some((values, count)) = dictionary {
-            let page = Page::DictionaryPage {
-                buf: Bytes::new(),
-                num_values: count as u32,
-                encoding: Encoding::PLAIN,
-                is_sorted: false,
-            };
-            let spec = writer.write_page(compressed(page, values, compression)?)?;
+            let size = values.len();
+            let buf = compress(values, compression)?;
+            let page =
+                Page::DictionaryPage { buf, num_values: count as u32, encoding: Encoding::PLAIN, is_sorted: false };
+            let spec = writer.write_page(CompressedPage::new(page, size))?;
             compressed_size += spec.compressed_size as i64;
             uncompressed_size += spec.uncompressed_size as i64;
             data_offset = spec.bytes_written as i64;
@@ -218,15 +216,17 @@ impl Chunk<'_> {
         }
         let mut locations = Vec::with_capacity(pages.len());
         for page in &mut pages {
-            let header = Page::DataPage {
-                buf: Bytes::new(),
+            let size = page.data.len();
+            let buf = compress(std::mem::take(&mut page.data), compression)?;
+            let compressed = Page::DataPage {
+                buf,
                 num_values: page.rows as u32,
                 encoding,
                 def_level_encoding: Encoding::RLE,
                 rep_level_encoding: Encoding::RLE,
                 statistics: None,
             };
-            let spec = writer.write_page(compressed(header, std::mem::take(&mut page.data), compression)?)?;
+            let spec = writer.write_page(CompressedPage::new(compressed, size))?;
             compressed_size += spec.compressed_size as i64;
             uncompressed_size += spec.uncompressed_size as i64;
             locations.push(PageLocation {
@@ -248,7 +248,7 @@ impl Chunk<'_> {
             .set_total_compressed_size(compressed_size)
             .set_total_uncompressed_size(uncompressed_size)
             .set_num_values(self.rows as i64)
-            .set_dictionary_page_offset(dictionary_offset(data_offset))
+            .set_dictionary_page_offset(has_dictionary.then_some(0))
             .set_data_page_offset(data_offset)
             .build()?;
         let bytes = sink.into_inner()?;
@@ -265,37 +265,20 @@ impl Chunk<'_> {
     }
 }
 
-/// The dictionary page's offset: at the start when there is one (the data pages then follow
-/// it, at a non-zero offset).
-fn dictionary_offset(data_offset: i64) -> Option<i64> {
-    (data_offset > 0).then_some(0)
-}
-
-/// A page holding `data`, compressed as the column is.
-fn compressed(page: Page, data: Vec<u8>, compression: Compression) -> Result<CompressedPage> {
-    let size = data.len();
-    let buf = match compression {
-        Compression::UNCOMPRESSED => Bytes::from(data),
+/// `data` compressed as the column is.
+fn compress(data: Vec<u8>, compression: Compression) -> Result<Bytes> {
+    match compression {
+        Compression::UNCOMPRESSED => Ok(Bytes::from(data)),
         Compression::SNAPPY => {
-            let mut out = vec![0; snap::raw::max_compress_len(size)];
+            let mut out = vec![0; snap::raw::max_compress_len(data.len())];
             let n = snap::raw::Encoder::new()
                 .compress(&data, &mut out)
                 .map_err(|e| ParquetError::General(format!("snappy: {e}")))?;
             out.truncate(n);
-            Bytes::from(out)
+            Ok(Bytes::from(out))
         }
-        other => return Err(ParquetError::General(format!("{other} is not written here"))),
-    };
-    let page = match page {
-        Page::DataPage { num_values, encoding, def_level_encoding, rep_level_encoding, statistics, .. } => {
-            Page::DataPage { buf, num_values, encoding, def_level_encoding, rep_level_encoding, statistics }
-        }
-        Page::DictionaryPage { num_values, encoding, is_sorted, .. } => {
-            Page::DictionaryPage { buf, num_values, encoding, is_sorted }
-        }
-        Page::DataPageV2 { .. } => return Err(ParquetError::General("version 2 pages are not written here".into())),
-    };
-    Ok(CompressedPage::new(page, size))
+        other => Err(ParquetError::General(format!("{other} is not written here"))),
+    }
 }
 
 /// Bits needed for values up to `max`.

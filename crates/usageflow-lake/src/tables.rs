@@ -436,7 +436,7 @@ pub(crate) fn write_parquet(
         writer.close()?;
         return Ok(Bytes::from(buffer));
     }
-    // Column by column, so that dictionary columns can be encoded from their keys.
+    // Column by column, so that the columns `direct` takes are encoded there.
     let (mut file, factory) = writer.into_serialized_writer()?;
     let rows_per_group = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
     for (group, start) in (0..batch.num_rows()).step_by(rows_per_group).enumerate() {
