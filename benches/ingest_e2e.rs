@@ -42,6 +42,69 @@ fn kafka_for(topic: &str) -> KafkaConfig {
     }
 }
 
+/// CPU time at one instant, in seconds: the whole machine's (from `/proc/stat`: busy, and the
+/// part of it stolen by the hypervisor for other guests) and this process's (user + system).
+#[derive(Debug, Clone, Copy)]
+struct CpuSnap {
+    busy: f64,
+    steal: f64,
+    process: f64,
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn cpu_snap() -> CpuSnap {
+    let ticks = clock_ticks();
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+    let f: Vec<f64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let after: Vec<f64> = own
+        .rsplit_once(") ")
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    CpuSnap {
+        busy: (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) / ticks,
+        steal: at(7) / ticks,
+        process: (after.get(11).copied().unwrap_or(0.0) + after.get(12).copied().unwrap_or(0.0)) / ticks,
+    }
+}
+
+/// Core-seconds spent between two snapshots: (machine busy, of which steal, this process).
+fn cpu_spent(from: CpuSnap, to: CpuSnap) -> (f64, f64, f64) {
+    (to.busy - from.busy, to.steal - from.steal, to.process - from.process)
+}
+
+/// One line of CPU accounting for a timed phase: core-seconds, the share of the machine's
+/// cores kept busy, and nanoseconds of CPU per event (the process's, and everything else's:
+/// the broker, librdkafka's threads in other processes, the rest of the machine).
+fn print_cpu(events: u64, seconds: f64, (busy, steal, process): (f64, f64, f64)) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let per = |s: f64| s * 1e9 / events.max(1) as f64;
+    println!(
+        "               cpu: machine {busy:.2} core-s busy ({:.0} % of {cores:.0} cores; steal {steal:.2}), process {process:.2}, other {:.2}; per event {:.0} ns process + {:.0} ns other",
+        100.0 * busy / (seconds * cores),
+        busy - process,
+        per(process),
+        per(busy - process),
+    );
+}
+
 fn peak_rss_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -88,35 +151,37 @@ fn ingest_phase() {
     let watcher = {
         let (stop, done, counters) = (stop.clone(), done.clone(), ingester.counters.clone());
         std::thread::spawn(move || {
-            let mut first = None;
+            let (mut first, mut cpu_first) = (None, cpu_snap());
             while counters.messages.load(Ordering::Relaxed) < events {
                 if first.is_none() && counters.messages.load(Ordering::Relaxed) > 0 {
                     first = Some(Instant::now());
+                    cpu_first = cpu_snap();
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
             let first = first.unwrap_or_else(Instant::now);
             stop.store(true, Ordering::Relaxed);
             let (mut seen, mut committed) = (counters.transactions.load(Ordering::Relaxed), Instant::now());
+            let mut cpu_committed = cpu_snap();
             while !done.load(Ordering::Relaxed) {
                 let now = counters.transactions.load(Ordering::Relaxed);
                 if now != seen {
-                    (seen, committed) = (now, Instant::now());
+                    (seen, committed, cpu_committed) = (now, Instant::now(), cpu_snap());
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            (first, committed)
+            (first, committed, cpu_spent(cpu_first, cpu_committed))
         })
     };
     ingester.run(&stop).expect("the bench's settings are valid");
     let end = Instant::now();
     done.store(true, Ordering::Relaxed);
-    let (first, committed) = watcher.join().unwrap();
+    let (first, committed, (busy, steal, process)) = watcher.join().unwrap();
     let seconds = committed.duration_since(first).as_secs_f64();
     let to_exit = end.duration_since(first).as_secs_f64();
     let c = &ingester.counters;
     println!(
-        "RESULT {} {seconds:.3} {} {} {} {} {} {} {to_exit:.3}",
+        "RESULT {} {seconds:.3} {} {} {} {} {} {} {to_exit:.3} {busy:.3} {steal:.3} {process:.3}",
         c.messages.load(Ordering::Relaxed),
         peak_rss_mib(),
         c.accepted.load(Ordering::Relaxed),
@@ -146,23 +211,25 @@ fn bare_config(kafka: &KafkaConfig, group: &str) -> rdkafka::ClientConfig {
 }
 
 /// The bare consumer, one `poll` per message.
-fn bare_consumer(kafka: &KafkaConfig, events: u64) -> (f64, u64) {
+fn bare_consumer(kafka: &KafkaConfig, events: u64) -> (f64, u64, (f64, f64, f64)) {
     let consumer: BaseConsumer = bare_config(kafka, &format!("{}-bare", kafka.topic)).create().unwrap();
     consumer.subscribe(&[&kafka.topic]).unwrap();
-    let (mut n, mut bytes, mut first) = (0u64, 0u64, None);
+    let (mut n, mut bytes, mut first, mut cpu_first) = (0u64, 0u64, None, cpu_snap());
     while n < events {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Instant::now);
+            if first.is_none() {
+                (first, cpu_first) = (Some(Instant::now()), cpu_snap());
+            }
             n += 1;
             bytes += rdkafka::Message::payload(&m).map_or(0, |p| p.len() as u64);
         }
     }
-    (first.unwrap().elapsed().as_secs_f64(), bytes)
+    (first.unwrap().elapsed().as_secs_f64(), bytes, cpu_spent(cpu_first, cpu_snap()))
 }
 
 /// The bare consumer reading batches from a fetch queue, as the ingester does: all partitions
 /// assigned from the start, routed to the queue before the assignment.
-fn bare_batched(kafka: &KafkaConfig, events: u64) -> (f64, u64) {
+fn bare_batched(kafka: &KafkaConfig, events: u64) -> (f64, u64, (f64, f64, f64)) {
     let consumer: BaseConsumer = bare_config(kafka, &format!("{}-bare-batch", kafka.topic)).create().unwrap();
     let metadata = consumer.fetch_metadata(Some(&kafka.topic), Duration::from_secs(10)).unwrap();
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
@@ -173,18 +240,20 @@ fn bare_batched(kafka: &KafkaConfig, events: u64) -> (f64, u64) {
         tpl.add_partition_offset(&kafka.topic, *p, rdkafka::Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let (mut n, mut bytes, mut first) = (0u64, 0u64, None);
+    let (mut n, mut bytes, mut first, mut cpu_first) = (0u64, 0u64, None, cpu_snap());
     while n < events {
         let _ = consumer.poll(Duration::ZERO);
         fetch.consume(Duration::from_millis(100), |m| {
             if m.error().is_none() {
-                first.get_or_insert_with(Instant::now);
+                if first.is_none() {
+                    (first, cpu_first) = (Some(Instant::now()), cpu_snap());
+                }
                 n += 1;
                 bytes += m.payload().len() as u64;
             }
         });
     }
-    (first.unwrap().elapsed().as_secs_f64(), bytes)
+    (first.unwrap().elapsed().as_secs_f64(), bytes, cpu_spent(cpu_first, cpu_snap()))
 }
 
 fn main() {
@@ -215,7 +284,7 @@ fn main() {
 
     // Two bare consumers; the faster one is the ceiling.
     let mut bare_rate: f64 = 0.0;
-    for (name, (bare_s, bytes)) in
+    for (name, (bare_s, bytes, cpu)) in
         [("bare poll", bare_consumer(&kafka, events)), ("bare batch", bare_batched(&kafka, events))]
     {
         let rate = events as f64 / bare_s;
@@ -225,6 +294,7 @@ fn main() {
             bytes as f64 / bare_s / 1e6,
             bytes / events.max(1)
         );
+        print_cpu(events, bare_s, cpu);
     }
 
     // One ingester run per worker count (`USAGEFLOW_BENCH_WORKERS`, e.g. "1,2"; default: one
@@ -258,6 +328,7 @@ fn main() {
             events as f64 / to_exit
         );
         println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
+        print_cpu(events, ingest_s, (f[9], f[10], f[11]));
 
         let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
