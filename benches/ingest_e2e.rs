@@ -91,8 +91,8 @@ fn cpu_spent(from: CpuSnap, to: CpuSnap) -> (f64, f64, f64) {
 }
 
 /// One line of CPU accounting for a timed phase: core-seconds, the share of the machine's
-/// cores kept busy, and nanoseconds of CPU per event (the process's, and everything else's:
-/// the broker, librdkafka's threads in other processes, the rest of the machine).
+/// cores kept busy, and nanoseconds of CPU per event: the process's (librdkafka's threads
+/// included) and everything else's (the broker, the rest of the machine).
 fn print_cpu(events: u64, seconds: f64, (busy, steal, process): (f64, f64, f64)) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let per = |s: f64| s * 1e9 / events.max(1) as f64;
