@@ -42,8 +42,9 @@ fn kafka_for(topic: &str) -> KafkaConfig {
     }
 }
 
-/// CPU time at one instant, in seconds: the whole machine's (from `/proc/stat`: busy, and the
-/// part of it stolen by the hypervisor for other guests) and this process's (user + system).
+/// CPU time in seconds, at one instant or between two: the whole machine's (from
+/// `/proc/stat`: busy, and the part of it stolen by the hypervisor for other guests) and this
+/// process's (user + system).
 #[derive(Debug, Clone, Copy)]
 struct CpuSnap {
     busy: f64,
@@ -85,15 +86,33 @@ fn cpu_snap() -> CpuSnap {
     }
 }
 
-/// Core-seconds spent between two snapshots: (machine busy, of which steal, this process).
-fn cpu_spent(from: CpuSnap, to: CpuSnap) -> (f64, f64, f64) {
-    (to.busy - from.busy, to.steal - from.steal, to.process - from.process)
+/// A point of a timed phase: the clock and the CPU counters, read together.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: Instant,
+    cpu: CpuSnap,
+}
+
+impl Mark {
+    fn now() -> Self {
+        Mark { at: Instant::now(), cpu: cpu_snap() }
+    }
+
+    /// Seconds and core-seconds from this mark to a later one.
+    fn until(self, to: Mark) -> (f64, CpuSnap) {
+        let cpu = CpuSnap {
+            busy: to.cpu.busy - self.cpu.busy,
+            steal: to.cpu.steal - self.cpu.steal,
+            process: to.cpu.process - self.cpu.process,
+        };
+        (to.at.duration_since(self.at).as_secs_f64(), cpu)
+    }
 }
 
 /// One line of CPU accounting for a timed phase: core-seconds, the share of the machine's
 /// cores kept busy, and nanoseconds of CPU per event: the process's (librdkafka's threads
 /// included) and everything else's (the broker, the rest of the machine).
-fn print_cpu(events: u64, seconds: f64, (busy, steal, process): (f64, f64, f64)) {
+fn print_cpu(events: u64, seconds: f64, CpuSnap { busy, steal, process }: CpuSnap) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let per = |s: f64| s * 1e9 / events.max(1) as f64;
     println!(
@@ -151,34 +170,32 @@ fn ingest_phase() {
     let watcher = {
         let (stop, done, counters) = (stop.clone(), done.clone(), ingester.counters.clone());
         std::thread::spawn(move || {
-            let (mut first, mut cpu_first) = (None, cpu_snap());
+            let mut first = None;
             while counters.messages.load(Ordering::Relaxed) < events {
                 if first.is_none() && counters.messages.load(Ordering::Relaxed) > 0 {
-                    first = Some(Instant::now());
-                    cpu_first = cpu_snap();
+                    first = Some(Mark::now());
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let first = first.unwrap_or_else(Instant::now);
+            let first = first.unwrap_or_else(Mark::now);
             stop.store(true, Ordering::Relaxed);
-            let (mut seen, mut committed) = (counters.transactions.load(Ordering::Relaxed), Instant::now());
-            let mut cpu_committed = cpu_snap();
+            let (mut seen, mut committed) = (counters.transactions.load(Ordering::Relaxed), Mark::now());
             while !done.load(Ordering::Relaxed) {
                 let now = counters.transactions.load(Ordering::Relaxed);
                 if now != seen {
-                    (seen, committed, cpu_committed) = (now, Instant::now(), cpu_snap());
+                    (seen, committed) = (now, Mark::now());
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            (first, committed, cpu_spent(cpu_first, cpu_committed))
+            (first, committed)
         })
     };
     ingester.run(&stop).expect("the bench's settings are valid");
     let end = Instant::now();
     done.store(true, Ordering::Relaxed);
-    let (first, committed, (busy, steal, process)) = watcher.join().unwrap();
-    let seconds = committed.duration_since(first).as_secs_f64();
-    let to_exit = end.duration_since(first).as_secs_f64();
+    let (first, committed) = watcher.join().unwrap();
+    let (seconds, CpuSnap { busy, steal, process }) = first.until(committed);
+    let to_exit = end.duration_since(first.at).as_secs_f64();
     let c = &ingester.counters;
     println!(
         "RESULT {} {seconds:.3} {} {} {} {} {} {} {to_exit:.3} {busy:.3} {steal:.3} {process:.3}",
@@ -211,25 +228,24 @@ fn bare_config(kafka: &KafkaConfig, group: &str) -> rdkafka::ClientConfig {
 }
 
 /// The bare consumer, one `poll` per message.
-fn bare_consumer(kafka: &KafkaConfig, events: u64) -> (f64, u64, (f64, f64, f64)) {
+fn bare_consumer(kafka: &KafkaConfig, events: u64) -> (f64, u64, CpuSnap) {
     let consumer: BaseConsumer = bare_config(kafka, &format!("{}-bare", kafka.topic)).create().unwrap();
     consumer.subscribe(&[&kafka.topic]).unwrap();
-    let (mut n, mut bytes, mut first, mut cpu_first) = (0u64, 0u64, None, cpu_snap());
+    let (mut n, mut bytes, mut first) = (0u64, 0u64, None);
     while n < events {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            if first.is_none() {
-                (first, cpu_first) = (Some(Instant::now()), cpu_snap());
-            }
+            first.get_or_insert_with(Mark::now);
             n += 1;
             bytes += rdkafka::Message::payload(&m).map_or(0, |p| p.len() as u64);
         }
     }
-    (first.unwrap().elapsed().as_secs_f64(), bytes, cpu_spent(cpu_first, cpu_snap()))
+    let (seconds, cpu) = first.expect("a message was read").until(Mark::now());
+    (seconds, bytes, cpu)
 }
 
 /// The bare consumer reading batches from a fetch queue, as the ingester does: all partitions
 /// assigned from the start, routed to the queue before the assignment.
-fn bare_batched(kafka: &KafkaConfig, events: u64) -> (f64, u64, (f64, f64, f64)) {
+fn bare_batched(kafka: &KafkaConfig, events: u64) -> (f64, u64, CpuSnap) {
     let consumer: BaseConsumer = bare_config(kafka, &format!("{}-bare-batch", kafka.topic)).create().unwrap();
     let metadata = consumer.fetch_metadata(Some(&kafka.topic), Duration::from_secs(10)).unwrap();
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
@@ -240,20 +256,19 @@ fn bare_batched(kafka: &KafkaConfig, events: u64) -> (f64, u64, (f64, f64, f64))
         tpl.add_partition_offset(&kafka.topic, *p, rdkafka::Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let (mut n, mut bytes, mut first, mut cpu_first) = (0u64, 0u64, None, cpu_snap());
+    let (mut n, mut bytes, mut first) = (0u64, 0u64, None);
     while n < events {
         let _ = consumer.poll(Duration::ZERO);
         fetch.consume(Duration::from_millis(100), |m| {
             if m.error().is_none() {
-                if first.is_none() {
-                    (first, cpu_first) = (Some(Instant::now()), cpu_snap());
-                }
+                first.get_or_insert_with(Mark::now);
                 n += 1;
                 bytes += m.payload().len() as u64;
             }
         });
     }
-    (first.unwrap().elapsed().as_secs_f64(), bytes, cpu_spent(cpu_first, cpu_snap()))
+    let (seconds, cpu) = first.expect("a message was read").until(Mark::now());
+    (seconds, bytes, cpu)
 }
 
 fn main() {
@@ -328,7 +343,7 @@ fn main() {
             events as f64 / to_exit
         );
         println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
-        print_cpu(events, ingest_s, (f[9], f[10], f[11]));
+        print_cpu(events, ingest_s, CpuSnap { busy: f[9], steal: f[10], process: f[11] });
 
         let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
