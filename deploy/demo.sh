@@ -12,8 +12,11 @@ cd "$here/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/usageflow-target}"
 
 "$here/install-deps.sh"
-echo "== building usageflow"
-cargo build --quiet -p usageflow --bin usageflow
+echo "== building usageflow (the test build: deploy/test.sh then reuses every artifact)"
+# `cargo build -p usageflow` would resolve the dependencies' features without the test-only
+# crates and build DataFusion, librdkafka and most of the rest a second time for the tests;
+# building the workspace's tests builds the binary with the one feature set they share.
+cargo test --workspace --locked --no-run --quiet
 bin="$CARGO_TARGET_DIR/debug/usageflow"
 
 echo "== starting the Kafka broker"
@@ -38,7 +41,9 @@ echo "== the sample catalogue"
 echo "== producing metering events"
 "$bin" --config config/usageflow.toml loadgen --events "${USAGEFLOW_DEMO_EVENTS:-200000}" --truth "$demo_dir/truth-$run_id.jsonl"
 
-echo "== ingesting into the lake (stops when caught up)"
+echo "== ingesting into the lake (stops once caught up with the topic)"
+# Stops after 3 s without a new message once every partition is at its end; fails, naming the
+# topic and its offsets, if no partition is assigned within 120 s.
 "$bin" --config config/usageflow.toml --set ingest.metrics_listen= ingest --idle-exit-secs 3
 
 echo "== the rejected events, per reason (usageflow dead-letters redrive sends them back once fixed)"
@@ -53,6 +58,9 @@ if cmp -s <(sort "$demo_dir/truth-$run_id.jsonl") "$demo_dir/lake-$run_id.jsonl"
   echo "== the lake's $(wc -l <"$demo_dir/lake-$run_id.jsonl") usage records equal the generated truth exactly"
 else
   echo "== MISMATCH between the lake and the generated truth" >&2
+  echo "the generator's truth has $(wc -l <"$demo_dir/truth-$run_id.jsonl") usage records, the lake $(wc -l <"$demo_dir/lake-$run_id.jsonl");" \
+    "the first differences (< truth, > lake):" >&2
+  diff <(sort "$demo_dir/truth-$run_id.jsonl") "$demo_dir/lake-$run_id.jsonl" | head -n 10 >&2 || true
   exit 1
 fi
 

@@ -59,11 +59,10 @@ async fn post(app: &axum::Router, who: &str, body: &str) -> (StatusCode, Value) 
 fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(String, Value)> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", support::unique("events-reader"))
-        .set("auto.offset.reset", "earliest")
+        .set("group.id", "usageflow-test-reader")
         .create()
         .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    consumer.assign(&support::whole_topic(&consumer, topic)).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     // Read until the expected count, then a little longer to see that nothing else arrives.

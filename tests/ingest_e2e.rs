@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use usageflow_ingest::loadgen::{self, LoadgenConfig};
-use usageflow_ingest::{Counters, IngestConfig, Ingester, PipelineError};
+use usageflow_ingest::{CaughtUp, Counters, IngestConfig, Ingester, PipelineError};
 use usageflow_lake::Manifests;
 
 /// Runs an ingester until it has seen `messages` messages, then stops it (which flushes).
@@ -83,6 +83,73 @@ fn stopped_while_failing_the_ingester_returns_the_failure() {
     stopper.join().unwrap();
     assert!(matches!(err, PipelineError::Kafka(_)), "{err}");
     assert_eq!(ingester.counters.messages.load(Ordering::Relaxed), 0);
+}
+
+/// A batch run against a broker that never answers fails once its wait for an assignment is
+/// over, instead of retrying forever or reporting an empty success.
+#[test]
+fn a_batch_run_against_a_silent_broker_fails_within_its_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let mut kafka = support::kafka_config("ingest-silent");
+    kafka.bootstrap_servers = "127.0.0.1:1".into();
+    let ingester = Ingester {
+        kafka,
+        config: IngestConfig {
+            metrics_listen: String::new(),
+            transaction_timeout_ms: 1_000,
+            restart_backoff_ms: 100,
+            ..IngestConfig::default()
+        },
+        index: support::sample_index(),
+        store,
+        counters: Arc::new(Counters::default()),
+    };
+    let rule = CaughtUp { idle: Duration::from_secs(1), assignment_timeout: Duration::from_secs(2) };
+    let started = Instant::now();
+    let err = ingester.run_until_caught_up(&AtomicBool::new(false), rule).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(matches!(err, PipelineError::NotAssigned { .. }), "{err}");
+    assert!(err.to_string().contains("every run failed, the last with: Kafka"), "{err}");
+    assert_eq!(ingester.counters.assignments.load(Ordering::Relaxed), 0);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is written");
+}
+
+/// A batch run stops by itself once every partition is at its end, with exact totals, and
+/// not before its first assignment (the clock of the idle period starts there).
+#[test]
+fn a_batch_run_stops_once_caught_up_with_exact_totals() {
+    let kafka = support::kafka_config("ingest-caught-up");
+    let index = support::sample_index();
+    loadgen::ensure_topic(&kafka, &kafka.topic, 3).unwrap();
+    let spec = LoadgenConfig {
+        events: 6_000,
+        seed: 3,
+        duplicates_per_mille: 20,
+        invalid_per_mille: 20,
+        ..LoadgenConfig::default()
+    };
+    let truth = loadgen::produce(&kafka, &index, &spec).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let ingester = Ingester {
+        kafka,
+        config: IngestConfig { max_batch_events: 2_500, metrics_listen: String::new(), ..IngestConfig::default() },
+        index,
+        store: store.clone(),
+        counters: Arc::new(Counters::default()),
+    };
+    // An idle period far shorter than a first group join on a new broker: the run must still
+    // wait for its assignment and read everything.
+    let rule = CaughtUp { idle: Duration::from_millis(300), assignment_timeout: Duration::from_secs(60) };
+    ingester.run_until_caught_up(&AtomicBool::new(false), rule).unwrap();
+    let c = &ingester.counters;
+    assert_eq!(c.messages.load(Ordering::Relaxed), truth.messages);
+    assert_eq!(c.accepted.load(Ordering::Relaxed), truth.valid);
+    assert_eq!(c.rejected.load(Ordering::Relaxed), truth.rejected);
+    assert_eq!(c.duplicates.load(Ordering::Relaxed), truth.duplicates);
+    assert!(c.assignments.load(Ordering::Relaxed) >= 1);
+    assert_eq!(c.transactions.load(Ordering::Relaxed), c.commits.load(Ordering::Relaxed));
 }
 
 #[test]

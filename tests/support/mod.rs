@@ -111,21 +111,20 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, std::collectio
 /// Calls `f` with every committed message of a topic (read_committed), to its end.
 pub fn for_each_message(bootstrap: &str, topic: &str, mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    // Assigned, not subscribed: reading to the end needs no consumer group.
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
+        .set("group.id", "usageflow-test-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).unwrap();
-    let partitions = metadata.topics()[0].partitions().len();
+    consumer.assign(&whole_topic(&consumer, topic)).unwrap();
+    let partitions = consumer.assignment().unwrap().count();
     if partitions == 0 {
         return;
     }
-    consumer.subscribe(&[topic]).unwrap();
     let mut eof = std::collections::BTreeSet::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while eof.len() < partitions && std::time::Instant::now() < deadline {
@@ -138,4 +137,18 @@ pub fn for_each_message(bootstrap: &str, topic: &str, mut f: impl FnMut(&rdkafka
         }
     }
     assert_eq!(eof.len(), partitions, "timed out reading {topic}");
+}
+
+/// Every partition of `topic` from its beginning, for `assign` (no consumer group needed).
+pub fn whole_topic<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+) -> rdkafka::TopicPartitionList {
+    use rdkafka::consumer::Consumer;
+    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(30)).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).unwrap();
+    }
+    tpl
 }

@@ -10,11 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::KafkaConfig;
 use crate::loadgen::{Deliveries, LoadgenError, delivery_error};
@@ -58,23 +58,28 @@ pub struct DeadLetter {
 /// Calls `f` with every message of the dead-letter topic, up to its end as of the call.
 pub fn read(kafka: &KafkaConfig, timeout: Duration, mut f: impl FnMut(DeadLetter)) -> Result<u64, DeadLetterError> {
     let topic = &kafka.dead_letter_topic;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    // The partitions are assigned, not subscribed to: reading a topic to its end needs no
+    // consumer group, so it does not wait on a group coordinator (which a newly formatted
+    // broker creates on the first join) and leaves no group behind.
     let consumer: BaseConsumer = kafka
         .with_properties(ClientConfig::new())
-        .set("group.id", format!("usageflow-dead-letters-{}-{nanos}", std::process::id()))
+        .set("group.id", "usageflow-dead-letter-reader")
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
         // Dead letters are published in the ingester's transactions.
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .create()?;
     let deadline = Instant::now() + timeout;
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    let partitions = assignment.count();
     if partitions == 0 {
         return Ok(0);
     }
-    consumer.subscribe(&[topic])?;
+    consumer.assign(&assignment)?;
     let (mut at_end, mut read) = (BTreeSet::new(), 0u64);
     while at_end.len() < partitions {
         if Instant::now() > deadline {

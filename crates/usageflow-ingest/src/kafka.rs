@@ -179,6 +179,71 @@ pub fn probe_cluster(config: &KafkaConfig, timeout: Duration) -> Result<BrokerIn
     })
 }
 
+/// The offsets a topic's partitions span, as the brokers report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicEnds {
+    /// `(partition, low watermark, high watermark)`, by partition; empty when the topic does
+    /// not exist.
+    pub partitions: Vec<(i32, i64, i64)>,
+}
+
+impl TopicEnds {
+    /// Messages the topic holds (control records of transactions included).
+    pub fn messages(&self) -> i64 {
+        self.partitions.iter().map(|(_, low, high)| (high - low).max(0)).sum()
+    }
+
+    /// The high watermark of `partition`, if the topic has it.
+    pub fn high(&self, partition: i32) -> Option<i64> {
+        self.partitions.iter().find(|(p, _, _)| *p == partition).map(|(_, _, high)| *high)
+    }
+}
+
+impl std::fmt::Display for TopicEnds {
+    /// `0:0-1200 1:0-1180`: each partition's low and high watermark.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.partitions.is_empty() {
+            return f.write_str("(no partitions)");
+        }
+        for (i, (p, low, high)) in self.partitions.iter().enumerate() {
+            write!(f, "{}{p}:{low}-{high}", if i == 0 { "" } else { " " })?;
+        }
+        Ok(())
+    }
+}
+
+/// Asks the brokers for the partitions of `topic` and their watermarks, within `timeout` for
+/// each request. A topic that does not exist has no partitions.
+pub fn topic_ends<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> std::result::Result<TopicEnds, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut ends = TopicEnds::default();
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(ends) };
+    if found.error().is_some() {
+        return Ok(ends);
+    }
+    let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    ids.sort_unstable();
+    for id in ids {
+        let (low, high) = consumer.fetch_watermarks(topic, id, timeout)?;
+        ends.partitions.push((id, low, high));
+    }
+    Ok(ends)
+}
+
+/// [`topic_ends`] with a client of its own (no group is joined).
+pub fn topic_ends_of(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<TopicEnds> {
+    let consumer: BaseConsumer = config.client_config().create().map_err(Error::ClientConfig)?;
+    topic_ends(&consumer, topic, timeout).map_err(|source| Error::Unreachable {
+        bootstrap: config.bootstrap_servers.clone(),
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

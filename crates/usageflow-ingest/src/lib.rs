@@ -26,7 +26,7 @@ pub mod validate;
 
 pub use config::IngestConfig;
 pub use error::{Error, InvalidSetting, Result};
-pub use kafka::{BrokerInfo, KafkaConfig, probe_cluster, topic_name_problem};
-pub use pipeline::{Counters, Ingester, PipelineError};
+pub use kafka::{BrokerInfo, KafkaConfig, TopicEnds, probe_cluster, topic_ends, topic_ends_of, topic_name_problem};
+pub use pipeline::{CaughtUp, Counters, Ingester, PipelineError};
 pub use reject::{Code, Rejection};
 pub use validate::{Index, ValidationConfig, Validator};

@@ -91,6 +91,135 @@ pub enum PipelineError {
     /// A setting no run could work with; the ingester does not start.
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::InvalidSetting),
+    /// A run that was to stop once caught up ([`Ingester::run_until_caught_up`]) had no
+    /// partition assigned within its wait for the first assignment.
+    #[error("no partition of topic `{topic}` was assigned to consumer group `{group}` within {seconds} s: {found}")]
+    NotAssigned {
+        /// The events topic.
+        topic: String,
+        /// The consumer group.
+        group: String,
+        /// How long the run waited.
+        seconds: u64,
+        /// What the brokers said of the topic.
+        found: String,
+    },
+}
+
+impl PipelineError {
+    /// Whether another run cannot do better: [`Ingester::run`] returns these at once instead
+    /// of restarting.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::NotAssigned { .. })
+    }
+}
+
+/// When a run ends by itself: once it has caught up with the topic
+/// ([`Ingester::run_until_caught_up`]), for batch runs, demos and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// The run stops once every assigned partition is at its end and nothing new arrived
+    /// for this long. The clock starts at the first assignment, never before, and again at
+    /// every message and every change of the assignment.
+    pub idle: Duration,
+    /// With no partition assigned this long after the start, the run fails with
+    /// [`PipelineError::NotAssigned`], naming the topic and what the brokers hold of it.
+    pub assignment_timeout: Duration,
+}
+
+/// The poll thread's view of a [`CaughtUp`] run: the last change, and the end offset at which
+/// each partition last reported its end (librdkafka's partition EOF: the high watermark, or
+/// the last stable offset under `read_committed`).
+#[derive(Debug)]
+struct Watch {
+    rule: CaughtUp,
+    started: Instant,
+    last_change: Instant,
+    assigned: usize,
+    at_end: FxHashMap<i32, i64>,
+}
+
+/// What the poll loop does after a look at a [`Watch`].
+enum Verdict {
+    Continue,
+    Stop,
+    Fail(PipelineError),
+}
+
+impl Watch {
+    /// A watch for a run of an ingester started at `started`.
+    fn new(rule: CaughtUp, started: Instant) -> Self {
+        Self { rule, started, last_change: Instant::now(), assigned: 0, at_end: FxHashMap::default() }
+    }
+
+    /// Notes a turn of the poll loop: messages consumed and partitions assigned now.
+    fn observe(&mut self, consumed: usize, assigned: usize) {
+        if consumed > 0 || assigned != self.assigned {
+            self.last_change = Instant::now();
+            self.assigned = assigned;
+        }
+    }
+
+    fn look(&mut self, consumer: &BaseConsumer<IngestContext>, kafka: &KafkaConfig) -> Verdict {
+        const ASK: Duration = Duration::from_secs(5);
+        if self.assigned == 0 {
+            if self.started.elapsed() < self.rule.assignment_timeout {
+                return Verdict::Continue;
+            }
+            let found = match crate::kafka::topic_ends(consumer, &kafka.topic, ASK) {
+                Ok(ends) if ends.partitions.is_empty() => "the topic does not exist".to_owned(),
+                Ok(ends) => format!(
+                    "it has {} partition(s) holding {} message(s) (low-high offsets {ends}); another member of the \
+                     group may hold them all, or the group coordinator did not answer",
+                    ends.partitions.len(),
+                    ends.messages()
+                ),
+                Err(err) => format!("the brokers at {} did not answer: {err}", kafka.bootstrap_servers),
+            };
+            return Verdict::Fail(PipelineError::NotAssigned {
+                topic: kafka.topic.clone(),
+                group: kafka.group_id.clone(),
+                seconds: self.rule.assignment_timeout.as_secs(),
+                found,
+            });
+        }
+        if self.last_change.elapsed() < self.rule.idle {
+            return Verdict::Continue;
+        }
+        // Idle for the whole period: stop if every assigned partition is at its end.
+        self.last_change = Instant::now();
+        match self.behind(consumer, &kafka.topic, ASK) {
+            Ok(behind) if behind.is_empty() => Verdict::Stop,
+            Ok(behind) => {
+                tracing::info!(?behind, "idle but not caught up (partition, position, end); waiting");
+                Verdict::Continue
+            }
+            Err(err) => {
+                tracing::warn!(%err, "idle, but the partitions' ends could not be read; waiting");
+                Verdict::Continue
+            }
+        }
+    }
+
+    /// The assigned partitions not at their end: `(partition, position, high watermark)`.
+    fn behind(
+        &self,
+        consumer: &BaseConsumer<IngestContext>,
+        topic: &str,
+        ask: Duration,
+    ) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+        let positions = consumer.position()?;
+        let mut behind = Vec::new();
+        for e in positions.elements_for_topic(topic) {
+            let (low, high) = consumer.fetch_watermarks(topic, e.partition(), ask)?;
+            let position = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(-1);
+            let reported_end = self.at_end.get(&e.partition()).copied().unwrap_or(-1);
+            if position.max(reported_end) < high && high > low {
+                behind.push((e.partition(), position, high));
+            }
+        }
+        Ok(behind)
+    }
 }
 
 /// Counters of one run, for progress lines and tests.
@@ -111,6 +240,10 @@ pub struct Counters {
     /// Kafka transactions committed (a batch's dead-letter events and offsets, after its lake
     /// commit): a batch is fully committed when this counts it.
     pub transactions: std::sync::atomic::AtomicU64,
+    /// Assignments taken (rebalances that gave this process partitions).
+    pub assignments: std::sync::atomic::AtomicU64,
+    /// Partitions assigned now.
+    pub assigned_partitions: std::sync::atomic::AtomicU64,
 }
 
 fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
@@ -761,6 +894,8 @@ impl Processor {
                 }
                 self.dedupe.extend(&ids);
                 self.loaded_event_files.extend(paths);
+                add(&self.counters.assignments, 1);
+                self.counters.assigned_partitions.store(self.lake_next.len() as u64, Ordering::Relaxed);
                 tracing::info!(
                     ?partitions,
                     lake_version = state.version,
@@ -782,6 +917,7 @@ impl Processor {
                 self.workers[w].partitions -= 1;
             }
         }
+        self.counters.assigned_partitions.store(self.lake_next.len() as u64, Ordering::Relaxed);
         tracing::info!(?partitions, "partitions revoked after flushing their batch");
     }
 }
@@ -1166,12 +1302,38 @@ impl Ingester {
     /// returns the last failure: what was consumed since the last commit is not in the lake,
     /// and the next run resumes from the committed state.
     pub fn run(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
+        self.run_with(stop, None)
+    }
+
+    /// [`Ingester::run`] that also stops by itself once caught up with the topic (see
+    /// [`CaughtUp`]), and fails with [`PipelineError::NotAssigned`] if no partition is assigned
+    /// in time: a broker that never answers is an error, not an empty success.
+    pub fn run_until_caught_up(&self, stop: &AtomicBool, rule: CaughtUp) -> Result<(), PipelineError> {
+        self.run_with(stop, Some(rule))
+    }
+
+    fn run_with(&self, stop: &AtomicBool, until: Option<CaughtUp>) -> Result<(), PipelineError> {
         self.kafka.check()?;
         self.config.check()?;
+        let started = Instant::now();
+        let assignments = self.counters.assignments.load(Ordering::Relaxed);
         let mut last_failure = None;
         while !stop.load(Ordering::Relaxed) {
-            match self.run_once(stop) {
+            match self.run_once_with(stop, until.map(|rule| (rule, started))) {
                 Ok(()) => return Ok(()),
+                Err(err) if err.is_fatal() => return Err(err),
+                Err(err)
+                    if until.is_some_and(|rule| started.elapsed() >= rule.assignment_timeout)
+                        && self.counters.assignments.load(Ordering::Relaxed) == assignments =>
+                {
+                    // Failing since the start, never assigned: a batch run gives up.
+                    return Err(PipelineError::NotAssigned {
+                        topic: self.kafka.topic.clone(),
+                        group: self.kafka.group_id.clone(),
+                        seconds: started.elapsed().as_secs(),
+                        found: format!("every run failed, the last with: {err}"),
+                    });
+                }
                 Err(err) => {
                     metrics::counter!("usageflow_ingest_restarts_total").increment(1);
                     tracing::error!(%err, "ingester failed; restarting from the committed state");
@@ -1188,6 +1350,12 @@ impl Ingester {
 
     /// One run: from the committed state until `stop` (Ok) or a failure (Err).
     pub fn run_once(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
+        self.run_once_with(stop, None)
+    }
+
+    /// One run; with `until`, it also ends once caught up (the instant is when the first run
+    /// of the batch started, from which the wait for an assignment counts).
+    fn run_once_with(&self, stop: &AtomicBool, until: Option<(CaughtUp, Instant)>) -> Result<(), PipelineError> {
         let instance = self.config.instance();
         let span = tracing::info_span!("ingest", topic = %self.kafka.topic, group = %self.kafka.group_id, instance = %instance);
         let _entered = span.enter();
@@ -1314,6 +1482,11 @@ impl Ingester {
         if !self.kafka.group_instance_id.is_empty() {
             consumer_config.set("group.instance.id", &self.kafka.group_instance_id);
         }
+        let mut watch = until.map(|(rule, started)| Watch::new(rule, started));
+        if watch.is_some() {
+            // Each partition reports when it reaches its end, so a run knows it caught up.
+            consumer_config.set("enable.partition.eof", "true");
+        }
         let consumer_config = self.kafka.with_properties(consumer_config);
         let context = IngestContext {
             processor: Mutex::new(Some(processor)),
@@ -1360,6 +1533,11 @@ impl Ingester {
             }
             let n = fetch.consume(wait, |msg| match msg.error() {
                 None => p.take(msg),
+                Some(KafkaError::PartitionEOF(partition)) => {
+                    if let Some(w) = watch.as_mut() {
+                        w.at_end.insert(partition, msg.offset());
+                    }
+                }
                 Some(err) => {
                     if let Some(err) = consumer_error(&err) {
                         fatal.get_or_insert(err);
@@ -1376,7 +1554,21 @@ impl Ingester {
                     p.hand_off();
                 }
             }
+            let assigned = p.lake_next.len();
             drop(guard);
+            if let Some(w) = watch.as_mut() {
+                w.observe(n, assigned);
+                if idle {
+                    match w.look(&consumer, &self.kafka) {
+                        Verdict::Continue => {}
+                        Verdict::Stop => {
+                            tracing::info!(partitions = assigned, "caught up and idle; stopping");
+                            break Ok(());
+                        }
+                        Verdict::Fail(err) => break Err(err),
+                    }
+                }
+            }
             if look && last_progress.elapsed() >= progress_every {
                 last_progress = Instant::now();
                 self.progress(&consumer);

@@ -48,10 +48,15 @@ pub enum Command {
     /// Consume metering events from Kafka into the lake, exactly once, until SIGINT/SIGTERM.
     /// Rejected events go to the dead-letter topic with their reason; duplicates are dropped.
     Ingest {
-        /// Stop once the consumer has caught up and seen no message for this many seconds
-        /// (for batch runs and tests); 0 = run until stopped.
+        /// Stop once caught up: every assigned partition at its end and no new message for
+        /// this many seconds, counted from the first assignment (for batch runs and tests);
+        /// 0 = run until stopped.
         #[arg(long, default_value_t = 0)]
         idle_exit_secs: u64,
+        /// With --idle-exit-secs: fail (exit 1, naming the topic and its offsets) if no
+        /// partition is assigned within this many seconds of the start.
+        #[arg(long, default_value_t = 120)]
+        assign_timeout_secs: u64,
     },
     /// The dead-letter topic: rejected events per error code, and sending them back to the
     /// events topic once the cause is fixed (e.g. an asset added to the catalogue).
@@ -483,7 +488,9 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { timeout_secs } => doctor(&config, Duration::from_secs(timeout_secs)),
         Command::Catalog { action } => catalog(&config, action),
-        Command::Ingest { idle_exit_secs } => crate::run::ingest(&config, idle_exit_secs),
+        Command::Ingest { idle_exit_secs, assign_timeout_secs } => {
+            crate::run::ingest(&config, idle_exit_secs, assign_timeout_secs)
+        }
         Command::DeadLetters { action } => dead_letters(&config, action),
         Command::Loadgen {
             events,

@@ -64,7 +64,7 @@ fn ingest_signals(stop: Arc<AtomicBool>, shutdown: Arc<AtomicBool>, reload: Arc<
 }
 
 /// `usageflow ingest`.
-pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> {
+pub fn ingest(config: &Config, idle_exit_secs: u64, assign_timeout_secs: u64) -> anyhow::Result<ExitCode> {
     if !config.ingest.metrics_listen.is_empty() {
         let addr: std::net::SocketAddr =
             config.ingest.metrics_listen.parse().context("ingest.metrics_listen is not host:port")?;
@@ -91,28 +91,16 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
     let shutdown = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     ingest_signals(stop.clone(), shutdown.clone(), reload.clone())?;
-    if idle_exit_secs > 0 {
-        let (stop, shutdown, counters) = (stop.clone(), shutdown.clone(), ingester.counters.clone());
-        let idle_limit = Duration::from_secs(idle_exit_secs);
-        std::thread::spawn(move || {
-            let mut last = (u64::MAX, Instant::now());
-            loop {
-                std::thread::sleep(Duration::from_millis(200));
-                let seen = counters.messages.load(Ordering::Relaxed);
-                if seen != last.0 {
-                    last = (seen, Instant::now());
-                } else if last.1.elapsed() >= idle_limit {
-                    tracing::info!(messages = seen, "idle; stopping");
-                    shutdown.store(true, Ordering::Relaxed);
-                    stop.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
-        });
-    }
+    let until = (idle_exit_secs > 0).then(|| usageflow_ingest::CaughtUp {
+        idle: Duration::from_secs(idle_exit_secs),
+        assignment_timeout: Duration::from_secs(assign_timeout_secs.max(1)),
+    });
     let started = Instant::now();
     let outcome = loop {
-        let outcome = ingester.run(&stop);
+        let outcome = match until {
+            Some(rule) => ingester.run_until_caught_up(&stop, rule),
+            None => ingester.run(&stop),
+        };
         if shutdown.load(Ordering::Relaxed) || !reload.swap(false, Ordering::Relaxed) {
             break outcome;
         }
@@ -138,8 +126,48 @@ pub fn ingest(config: &Config, idle_exit_secs: u64) -> anyhow::Result<ExitCode> 
         c.replayed.load(Ordering::Relaxed),
         c.commits.load(Ordering::Relaxed),
     );
-    outcome.context("the ingester stopped while failing; the next run resumes from the committed state")?;
+    if let Err(err) = outcome {
+        if err.is_fatal() {
+            return Err(err.into());
+        }
+        return Err(anyhow::Error::new(err)
+            .context("the ingester stopped while failing; the next run resumes from the committed state"));
+    }
+    if messages == 0 {
+        nothing_ingested(config, &ingester)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run that read nothing: an error if the topic holds messages that the lake has no
+/// position for (the run never read the topic it was given), so that a batch run or a demo
+/// does not report an empty success.
+fn nothing_ingested(config: &Config, ingester: &Ingester) -> anyhow::Result<()> {
+    let topic = &config.kafka.topic;
+    let ends = match usageflow_ingest::topic_ends_of(&config.kafka, topic, Duration::from_secs(10)) {
+        Ok(ends) => ends,
+        Err(err) => {
+            tracing::warn!(err = %format!("{err:#}"), "could not read the topic's end offsets");
+            return Ok(());
+        }
+    };
+    if ends.messages() == 0 {
+        return Ok(());
+    }
+    let rt = runtime()?;
+    let state = rt.block_on(Manifests::new(ingester.store.clone(), "cli").state())?;
+    if state.offsets.contains_key(topic.as_str()) {
+        // The lake has read this topic before: nothing new is a normal outcome.
+        return Ok(());
+    }
+    anyhow::bail!(
+        "nothing was ingested, yet topic `{topic}` holds {} message(s) (low-high offsets per partition: {ends}) and the \
+         lake at {} has no position for it: consumer group `{}` either did not get the topic's partitions (see the \
+         log above and the broker's), or has read them into another lake (a new lake needs a new group id)",
+        ends.messages(),
+        config.store.url,
+        config.kafka.group_id,
+    )
 }
 
 /// `usageflow loadgen`.

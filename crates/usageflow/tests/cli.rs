@@ -70,8 +70,8 @@ fn a_value_that_cannot_work_stops_the_command_with_its_key() {
     assert!(err.contains("key `ingest.dedupe_window_days`"), "{err}");
 }
 
-/// An ingest run stopped while it cannot reach the broker exits non-zero and says so, after
-/// its summary line.
+/// A batch run (`--idle-exit-secs`) that cannot reach the broker gives up once its wait for
+/// an assignment is over, exits non-zero and says why, after its summary line.
 #[test]
 fn ingest_stopped_while_failing_exits_non_zero() {
     let lake = tempfile::tempdir().unwrap();
@@ -90,14 +90,17 @@ fn ingest_stopped_while_failing_exits_non_zero() {
             &format!("store.url={}", lake.path().display()),
             "ingest",
             "--idle-exit-secs",
-            "2",
+            "1",
+            "--assign-timeout-secs",
+            "3",
         ],
         &[],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).contains("ingested 0 messages"), "{}", stdout(&out));
     let err = stderr(&out);
-    assert!(err.contains("the ingester stopped while failing") && err.contains("Kafka"), "{err}");
+    assert!(err.contains("no partition of topic `usage-events` was assigned"), "{err}");
+    assert!(err.contains("every run failed, the last with: Kafka"), "{err}");
 }
 
 #[test]
