@@ -77,7 +77,7 @@ async fn lifecycle_and_audit_trail(store: Arc<dyn ObjectStore>) {
     let wf = workflow(store);
     let id = ready_file(&wf, "lifecycle").await;
     wf.act(&id, FileChange::Submit, &vendor()).await.unwrap();
-    let f = wf.act(&id, FileChange::Accept { note: "fine".into() }, &provider()).await.unwrap();
+    let f = wf.act(&id, FileChange::Accept { note: "fine".into(), rejected_records: 0 }, &provider()).await.unwrap();
     assert_eq!(f.status, FileStatus::Accepted);
 
     let err = wf.act(&id, FileChange::Delete, &vendor()).await.unwrap_err();
@@ -140,7 +140,7 @@ async fn concurrent_writers_one_wins_per_step(store: Arc<dyn ObjectStore>) {
     // Accept and reject race: exactly one decision is recorded.
     let decisions = race(&wf, &id, 8, |i| {
         let change = if i % 2 == 0 {
-            FileChange::Accept { note: "ok".into() }
+            FileChange::Accept { note: "ok".into(), rejected_records: 0 }
         } else {
             FileChange::Reject { note: "no".into() }
         };
@@ -211,7 +211,7 @@ async fn index_follows_other_writers(store: Arc<dyn ObjectStore>) {
     // Across the hour boundary (markers are listed per minute).
     let later = Arc::new(FixedClock::new(start + chrono::Duration::minutes(2)));
     WorkflowStore::new(store.clone(), later)
-        .act(&first, FileChange::Accept { note: "ok".into() }, &provider())
+        .act(&first, FileChange::Accept { note: "ok".into(), rejected_records: 0 }, &provider())
         .await
         .unwrap();
     index_clock.advance(chrono::Duration::minutes(2));

@@ -90,7 +90,7 @@ pub(crate) async fn chunks_of<'a>(
 }
 
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     CHUNKS.check(&query)?;
     let mut items = Vec::new();
     if who.role == Role::Provider {

@@ -16,12 +16,32 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for people.
     pub errors: Vec<String>,
+    /// The id under which the server logged the full error, when it withheld part of it.
+    pub request_id: Option<String>,
+}
+
+/// A new id for a request's log lines: unique within the process, and across restarts.
+pub fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        u64::try_from(now.as_micros()).unwrap_or(u64::MAX) ^ u64::from(std::process::id())
+    });
+    format!("req-{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, errors: vec![message.into()] }
+        Self { status, code, errors: vec![message.into()], request_id: None }
+    }
+
+    /// The error, naming the request id under which the server logged it.
+    pub fn with_request_id(mut self, id: String) -> Self {
+        self.request_id = Some(id);
+        self
     }
 
     /// 400 `VAL_001`: the request body or a parameter is invalid.
@@ -47,8 +67,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error_code": self.code, "errors": self.errors });
-        (self.status, Json(body)).into_response()
+        let mut body = serde_json::json!({ "error_code": self.code, "errors": self.errors });
+        if let Some(id) = &self.request_id {
+            body["request_id"] = serde_json::Value::String(id.clone());
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(id) = self.request_id.as_deref().and_then(|id| axum::http::HeaderValue::from_str(id).ok()) {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        response
     }
 }
 
@@ -99,7 +126,15 @@ impl From<ServiceError> for ApiError {
 impl From<usageflow_query::QueryError> for ApiError {
     fn from(e: usageflow_query::QueryError) -> Self {
         match e {
-            usageflow_query::QueryError::DataFusion(d) => Self::new(StatusCode::BAD_REQUEST, "SQL_001", d.to_string()),
+            usageflow_query::QueryError::DataFusion(d) => {
+                // Record listings and aggregates: the query is ours, the caller's part checked;
+                // a failure is logged, and its message (which may quote a row) withheld.
+                let id = request_id();
+                let public = usageflow_query::limits::public_error(&d, usageflow_query::limits::Phase::Running);
+                tracing::warn!(request_id = %id, class = public.class, error = %d, "query failed");
+                Self::new(StatusCode::BAD_REQUEST, "SQL_003", format!("{} error: {}", public.class, public.message))
+                    .with_request_id(id)
+            }
             other => {
                 tracing::error!(error = %other, "query failed");
                 Self::internal(other.to_string())

@@ -105,7 +105,7 @@ pub(crate) async fn visible_file(state: &AppState, who: &Principal, id: &str) ->
 }
 
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     FILES.check(&query)?;
     let (files, json) = state.file_listing().await?;
     let visible: Vec<&Value> =
@@ -334,7 +334,7 @@ pub(crate) async fn categories(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     let file = visible_file(&state, &who, &id).await?;
     let mut items = Vec::new();
     if let Some(object) = &file.uploaded_file {
@@ -471,7 +471,7 @@ pub(crate) async fn errors(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     let file = visible_file(&state, &who, &id).await?;
     let mut rows = Vec::new();
     if let Some(object) = &file.processed_file {

@@ -58,6 +58,62 @@ pub struct AppState {
     /// The latest version of every chunk and when it was listed; kept for a second, and
     /// dropped by any call that may change chunks.
     chunk_versions: Arc<std::sync::Mutex<Option<ChunkVersions>>>,
+    /// What one request may use (`api.sql_*`, `api.rql_*`).
+    pub(crate) limits: Arc<Limits>,
+}
+
+/// The bounds of requests, from [`ApiConfig`], and the queries running per account.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    pub(crate) query: usageflow_query::limits::QueryLimits,
+    pub(crate) memory: usageflow_query::limits::SharedMemory,
+    pub(crate) queries_per_account: usize,
+    pub(crate) rql_max_length: usize,
+    pub(crate) rql_max_depth: usize,
+    running: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Limits {
+    fn of(config: &ApiConfig) -> Self {
+        Self {
+            query: config.query_limits(),
+            memory: usageflow_query::limits::SharedMemory::new(config.sql_max_total_memory_mb.max(1) << 20),
+            queries_per_account: config.sql_max_concurrent_per_account.max(1),
+            rql_max_length: config.rql_max_length,
+            rql_max_depth: config.rql_max_depth,
+            running: std::sync::Mutex::default(),
+        }
+    }
+
+    /// A slot for one more query of `account`, or `None` when it runs as many as it may.
+    pub(crate) fn start_query(self: &Arc<Self>, account: &str) -> Option<QuerySlot> {
+        let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = running.entry(account.to_owned()).or_insert(0);
+        if *n >= self.queries_per_account {
+            return None;
+        }
+        *n += 1;
+        Some(QuerySlot { limits: self.clone(), account: account.to_owned() })
+    }
+}
+
+/// A running query of an account; the slot is given back when dropped.
+#[derive(Debug)]
+pub(crate) struct QuerySlot {
+    limits: Arc<Limits>,
+    account: String,
+}
+
+impl Drop for QuerySlot {
+    fn drop(&mut self) {
+        let mut running = self.limits.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = running.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.account);
+            }
+        }
+    }
 }
 
 /// When the chunks were listed, and their latest versions.
@@ -83,7 +139,20 @@ impl AppState {
             records: Arc::default(),
             chunks: Arc::default(),
             chunk_versions: Arc::default(),
+            limits: Arc::new(Limits::of(&ApiConfig::default())),
         }
+    }
+
+    /// Parses a listing's RQL query string within the server's bounds.
+    pub(crate) fn rql(&self, raw: Option<&str>) -> Result<rql::Query, rql::RqlError> {
+        let limits = rql::RqlLimits { max_length: self.limits.rql_max_length, max_depth: self.limits.rql_max_depth };
+        rql::parse_limited(raw.unwrap_or(""), limits)
+    }
+
+    /// Holds requests to the bounds of `config` (`api.sql_*`, `api.rql_*`).
+    pub fn with_limits(mut self, config: &ApiConfig) -> Self {
+        self.limits = Arc::new(Limits::of(config));
+        self
     }
 
     /// Every usage file, with its API form (`usage.UsageFileDetail`).
@@ -207,4 +276,24 @@ pub fn router(state: AppState) -> Router {
         .route("/portal/", get(portal::index))
         .route("/portal/{file}", get(portal::file))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn an_account_runs_at_most_its_queries_at_once() {
+        let config = ApiConfig { sql_max_concurrent_per_account: 2, ..ApiConfig::default() };
+        let limits = Arc::new(Limits::of(&config));
+        let first = limits.start_query("VA-1").expect("a first query");
+        let second = limits.start_query("VA-1").expect("a second query");
+        assert!(limits.start_query("VA-1").is_none(), "a third query at once");
+        // Other accounts are not held back.
+        let other = limits.start_query("PA-1").expect("another account's query");
+        drop(first);
+        let third = limits.start_query("VA-1").expect("a slot is given back when a query ends");
+        drop((second, third, other));
+        assert!(limits.running.lock().unwrap().is_empty());
+    }
 }

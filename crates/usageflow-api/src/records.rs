@@ -1,7 +1,8 @@
 //! `/usage/records` and `/usage/aggregates`: queries run on DataFusion over the records
-//! tables of the caller's files (see `usageflow_query::records_session`); RQL filters become
-//! SQL predicates on a fixed set of columns, with every value a quoted literal or a checked
-//! number, so no query can reach another tenant's rows.
+//! tables of the caller's files, which hold only the caller's rows (see
+//! `usageflow_query::tenant_records_session`); RQL filters become DataFusion expressions over a
+//! fixed set of columns, with every value a typed literal: no SQL text is assembled from a
+//! request.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -19,6 +20,8 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use usageflow_files::RecordRequest;
 use usageflow_model::{RecordStatus, UsageFile};
+use usageflow_query::datafusion::common::ScalarValue;
+use usageflow_query::datafusion::prelude::{Expr as DfExpr, cast, coalesce, col, lit, not};
 use usageflow_query::sql_string;
 
 use crate::error::{ApiError, ApiResult};
@@ -77,13 +80,14 @@ fn column(field: &str) -> ApiResult<(&'static str, Kind)> {
     })
 }
 
-fn literal(field: &str, kind: Kind, value: &str) -> ApiResult<String> {
+/// A value of a field as a typed literal; a value of the wrong type is refused.
+fn literal(field: &str, kind: Kind, value: &str) -> ApiResult<DfExpr> {
     let bad = |what: &str| {
         ApiError::new(StatusCode::BAD_REQUEST, "RQL_004", format!("`{value}` given for `{field}` is not {what}"))
     };
     Ok(match kind {
-        Kind::Text => sql_string(value),
-        Kind::Int => value.parse::<u64>().map_err(|_| bad("a whole number"))?.to_string(),
+        Kind::Text => lit(value),
+        Kind::Int => lit(value.parse::<u64>().map_err(|_| bad("a whole number"))?),
         Kind::Time => {
             let t = DateTime::parse_from_rfc3339(value)
                 .map(|t| t.with_timezone(&Utc))
@@ -93,37 +97,46 @@ fn literal(field: &str, kind: Kind, value: &str) -> ApiResult<String> {
                         .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
                 })
                 .map_err(|_| bad("a date or date-time"))?;
-            t.timestamp_micros().to_string()
+            lit(ScalarValue::Int64(Some(t.timestamp_micros())))
         }
     })
 }
 
-fn col_sql(col: &str, kind: Kind) -> String {
-    if kind == Kind::Time { format!("arrow_cast(\"{col}\", 'Int64')") } else { format!("\"{col}\"") }
+/// The column of a field; times compare as microseconds since the epoch.
+fn field_column(c: &str, kind: Kind) -> DfExpr {
+    let column = col(c);
+    if kind == Kind::Time { cast(column, arrow::datatypes::DataType::Int64) } else { column }
 }
 
-/// The SQL predicate of an RQL filter over the `records` view.
-fn to_sql(expr: &Expr) -> ApiResult<String> {
+/// An RQL filter as a DataFusion expression over the `records` view: columns from a fixed
+/// list, every value a typed literal, no SQL text.
+fn to_expr(expr: &Expr) -> ApiResult<DfExpr> {
     Ok(match expr {
-        Expr::And(v) if v.is_empty() => "TRUE".to_owned(),
-        Expr::Or(v) if v.is_empty() => "FALSE".to_owned(),
-        Expr::And(v) => format!("({})", v.iter().map(to_sql).collect::<ApiResult<Vec<_>>>()?.join(" AND ")),
-        Expr::Or(v) => format!("({})", v.iter().map(to_sql).collect::<ApiResult<Vec<_>>>()?.join(" OR ")),
-        Expr::Not(e) => format!("(NOT COALESCE({}, FALSE))", to_sql(e)?),
-        Expr::Null { field } => format!("(\"{}\" IS NULL)", column(field)?.0),
+        Expr::And(v) => {
+            v.iter().map(to_expr).collect::<ApiResult<Vec<_>>>()?.into_iter().reduce(DfExpr::and).unwrap_or(lit(true))
+        }
+        Expr::Or(v) => {
+            v.iter().map(to_expr).collect::<ApiResult<Vec<_>>>()?.into_iter().reduce(DfExpr::or).unwrap_or(lit(false))
+        }
+        Expr::Not(e) => not(coalesce(vec![to_expr(e)?, lit(false)])),
+        Expr::Null { field } => {
+            let (c, k) = column(field)?;
+            field_column(c, k).is_null()
+        }
         Expr::Empty { field } => {
             let (c, k) = column(field)?;
-            if k == Kind::Text { format!("(\"{c}\" IS NULL OR \"{c}\" = '')") } else { format!("(\"{c}\" IS NULL)") }
+            let column = field_column(c, k);
+            if k == Kind::Text { column.clone().is_null().or(column.eq(lit(""))) } else { column.is_null() }
         }
         Expr::In { field, values, negated } => {
             let (c, k) = column(field)?;
-            let list = values.iter().map(|v| literal(field, k, v)).collect::<ApiResult<Vec<_>>>()?.join(", ");
-            let col = col_sql(c, k);
-            if *negated { format!("({col} IS NULL OR {col} NOT IN ({list}))") } else { format!("({col} IN ({list}))") }
+            let list = values.iter().map(|v| literal(field, k, v)).collect::<ApiResult<Vec<_>>>()?;
+            let column = field_column(c, k);
+            if *negated { column.clone().is_null().or(column.in_list(list, true)) } else { column.in_list(list, false) }
         }
         Expr::Cmp { op, field, value } => {
             let (c, k) = column(field)?;
-            let col = col_sql(c, k);
+            let column = field_column(c, k);
             match op {
                 Op::Like | Op::Ilike => {
                     if k != Kind::Text {
@@ -133,24 +146,18 @@ fn to_sql(expr: &Expr) -> ApiResult<String> {
                             format!("`{}` cannot be used on `{field}`", op.name()),
                         ));
                     }
-                    let pattern = sql_string(&value.replace('*', "%"));
-                    let kw = if *op == Op::Like { "LIKE" } else { "ILIKE" };
-                    format!("({col} {kw} {pattern})")
+                    let pattern = lit(value.replace('*', "%"));
+                    if *op == Op::Like { column.like(pattern) } else { column.ilike(pattern) }
                 }
                 _ => {
-                    let lit = literal(field, k, value)?;
-                    let sym = match op {
-                        Op::Eq => "=",
-                        Op::Ne => "<>",
-                        Op::Lt => "<",
-                        Op::Le => "<=",
-                        Op::Gt => ">",
-                        _ => ">=",
-                    };
-                    if *op == Op::Ne {
-                        format!("({col} IS NULL OR {col} <> {lit})")
-                    } else {
-                        format!("({col} {sym} {lit})")
+                    let value = literal(field, k, value)?;
+                    match op {
+                        Op::Eq => column.eq(value),
+                        Op::Ne => column.clone().is_null().or(column.not_eq(value)),
+                        Op::Lt => column.lt(value),
+                        Op::Le => column.lt_eq(value),
+                        Op::Gt => column.gt(value),
+                        _ => column.gt_eq(value),
                     }
                 }
             }
@@ -158,27 +165,30 @@ fn to_sql(expr: &Expr) -> ApiResult<String> {
     })
 }
 
-/// Files whose records the caller may query, and the row predicate for its role.
-async fn scope(state: &AppState, who: &Principal) -> ApiResult<(Vec<UsageFile>, String)> {
+/// Files whose records the caller may query and, for a reseller, its account: its records are
+/// cut at the scan to the assets it resells (`usageflow_query::tenant_records_session`).
+async fn scope(state: &AppState, who: &Principal) -> ApiResult<(Vec<UsageFile>, Option<String>)> {
     let all = state.files.files().await?;
     Ok(match who.role {
-        Role::Vendor | Role::Provider => {
-            (all.iter().filter(|f| sees_file(who, f)).cloned().collect(), "TRUE".to_owned())
-        }
-        Role::Reseller => {
-            let account = sql_string(&who.account);
-            (all.to_vec(), format!("(tier1_id = {account} OR tier2_id = {account})"))
-        }
+        Role::Vendor | Role::Provider => (all.iter().filter(|f| sees_file(who, f)).cloned().collect(), None),
+        Role::Reseller => (all.to_vec(), Some(who.account.clone())),
     })
 }
 
-async fn session(state: &AppState, files: &[UsageFile]) -> ApiResult<datafusion::prelude::SessionContext> {
+/// A session whose `records` view holds only the records of `files` (and, for a reseller,
+/// only its own among them), in every table it joins.
+async fn session(
+    state: &AppState,
+    files: &[UsageFile],
+    reseller: Option<&str>,
+) -> ApiResult<datafusion::prelude::SessionContext> {
     let changes = state.service.record_changes_of(files).await?;
     let store = state.service.object_store().clone();
-    Ok(match state.records.table(&store, files).await? {
-        Some(rows) => usageflow_query::records_session_over(store, files, &changes, rows).await?,
-        None => usageflow_query::records_session(store, files, &changes).await?,
-    })
+    let rows = match state.records.table(&store, files).await? {
+        Some(rows) => rows,
+        None => usageflow_query::record_rows_of(files)?,
+    };
+    Ok(usageflow_query::tenant_records_session(store, files, &changes, rows, reseller).await?)
 }
 
 /// A record as the API shows it (`usage.UsageRecord`); quantities are exact JSON numbers.
@@ -262,16 +272,24 @@ fn record_of(row: &HashMap<String, Option<String>>) -> ApiRecord {
     }
 }
 
-fn where_clause(tenant: &str, query: &Query) -> ApiResult<String> {
-    let mut parts = vec![tenant.to_owned()];
+/// The filter of a listing: its RQL filter and its search, as one expression.
+fn filter_of(query: &Query) -> ApiResult<DfExpr> {
+    let mut parts = Vec::new();
     if let Some(f) = &query.filter {
-        parts.push(to_sql(f)?);
+        parts.push(to_expr(f)?);
     }
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        let p = sql_string(&format!("%{search}%"));
-        parts.push(format!("(id ILIKE {p} OR asset_id ILIKE {p} OR item_id ILIKE {p} OR vendor_record_id ILIKE {p})"));
+        let p = || lit(format!("%{search}%"));
+        let any =
+            ["id", "asset_id", "item_id", "vendor_record_id"].into_iter().map(|c| col(c).ilike(p())).reduce(DfExpr::or);
+        parts.extend(any);
     }
-    Ok(parts.join(" AND "))
+    Ok(parts.into_iter().reduce(DfExpr::and).unwrap_or(lit(true)))
+}
+
+/// A query failed in the engine: logged, its message withheld (it may quote a row).
+fn engine(e: datafusion::error::DataFusionError) -> ApiError {
+    usageflow_query::QueryError::DataFusion(e).into()
 }
 
 async fn query_records(state: &AppState, who: &Principal, query: &Query) -> ApiResult<(Vec<ApiRecord>, usize)> {
@@ -288,33 +306,33 @@ async fn query_records(state: &AppState, who: &Principal, query: &Query) -> ApiR
             ));
         }
     }
-    let (files, tenant) = scope(state, who).await?;
-    let filter = where_clause(&tenant, query)?;
-    let ctx = session(state, &files).await?;
-    let count = usageflow_query::collect(&ctx, &format!("SELECT count(*) AS n FROM records WHERE {filter}")).await?;
-    let total =
-        rows(&count)?.first().and_then(|r| r.get("n").cloned().flatten()).and_then(|n| n.parse().ok()).unwrap_or(0);
-    let mut order: Vec<String> = query
+    let (files, reseller) = scope(state, who).await?;
+    let filter = filter_of(query)?;
+    let ctx = session(state, &files, reseller.as_deref()).await?;
+    let picked = ctx.table("records").await.map_err(engine)?.filter(filter).map_err(engine)?;
+    let total = picked.clone().count().await.map_err(engine)?;
+    let mut order = query
         .ordering
         .iter()
         .map(|o| {
             let (c, _) = column(&o.field)?;
-            Ok(format!("\"{c}\" {}", if o.descending { "DESC" } else { "ASC" }))
+            Ok(col(c).sort(!o.descending, o.descending))
         })
-        .collect::<ApiResult<_>>()?;
-    order.push("id ASC".to_owned());
-    let sql = format!(
-        "SELECT * FROM records WHERE {filter} ORDER BY {} LIMIT {} OFFSET {}",
-        order.join(", "),
-        query.page_size(),
-        query.offset
-    );
-    let batches = usageflow_query::collect(&ctx, &sql).await?;
+        .collect::<ApiResult<Vec<_>>>()?;
+    order.push(col("id").sort(true, false));
+    let batches = picked
+        .sort(order)
+        .map_err(engine)?
+        .limit(query.offset, Some(query.page_size()))
+        .map_err(engine)?
+        .collect()
+        .await
+        .map_err(engine)?;
     Ok((rows(&batches)?.iter().map(record_of).collect(), total))
 }
 
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     let (items, total) = query_records(&state, &who, &query).await?;
     Ok(page_response(items, query.offset, total))
 }
@@ -462,23 +480,23 @@ async fn aggregate(state: &AppState, who: &Principal, query: &Query, asset: Opti
     if let Some(f) = &query.filter {
         aggregate_filter(f)?;
     }
-    let (files, tenant) = scope(state, who).await?;
-    let mut filter = where_clause(&tenant, &Query { filter: query.filter.clone(), ..Query::default() })?;
+    let (files, reseller) = scope(state, who).await?;
+    let mut filter = filter_of(&Query { filter: query.filter.clone(), ..Query::default() })?;
     if let Some(a) = asset {
-        filter.push_str(&format!(" AND asset_id = {}", sql_string(a)));
+        filter = filter.and(col("asset_id").eq(lit(a)));
     }
-    let ctx = session(state, &files).await?;
-    let sql = format!(
-        "SELECT asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
+    let ctx = session(state, &files, reseller.as_deref()).await?;
+    let picked = ctx.table("records").await.map_err(engine)?.filter(filter).map_err(engine)?;
+    ctx.register_table("picked", picked.into_view()).map_err(engine)?;
+    let sql = "SELECT asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
          item_mpn, item_precision, item_type, usagefile_currency AS currency, \
          SUM(usage) AS consumed, \
          SUM(CASE WHEN status IN ('approved', 'closed') THEN usage ELSE 0 END) AS accepted, \
          SUM(amount) AS amount, MAX(created_time) AS last_reported \
-         FROM records WHERE {filter} AND status NOT IN ('invalid', 'rejected') \
+         FROM picked WHERE status NOT IN ('invalid', 'rejected') \
          GROUP BY asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
-         item_mpn, item_precision, item_type, usagefile_currency ORDER BY asset_id, item_id"
-    );
-    let all = rows(&usageflow_query::collect(&ctx, &sql).await?)?;
+         item_mpn, item_precision, item_type, usagefile_currency ORDER BY asset_id, item_id";
+    let all = rows(&usageflow_query::collect(&ctx, sql).await?)?;
     let total = all.len();
     #[derive(Serialize)]
     struct Aggregate {
@@ -517,7 +535,7 @@ pub(crate) async fn aggregates(
     who: Principal,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     aggregate(&state, &who, &query, None).await
 }
 
@@ -527,7 +545,7 @@ pub(crate) async fn asset_aggregates(
     Path(asset): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     aggregate(&state, &who, &query, Some(&asset)).await
 }
 
@@ -579,7 +597,7 @@ pub(crate) async fn reconciliations(
     who: Principal,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     crate::recon::list(&state, &who, &query).await
 }
 
@@ -650,7 +668,7 @@ pub(crate) async fn file_summary(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let file = visible_file(&state, &who, &id).await?;
-    let ctx = session(&state, std::slice::from_ref(&file)).await?;
+    let ctx = session(&state, std::slice::from_ref(&file), None).await?;
     let id = sql_string(&file.id);
     let totals = json_rows(
         &ctx,
@@ -709,16 +727,16 @@ mod tests {
     use crate::rql::parse;
 
     #[test]
-    fn rql_becomes_safe_sql() {
+    fn rql_becomes_an_expression_of_typed_literals() {
         let q =
             parse("and(eq(asset.id,AS-1' OR '1'='1),in(status,(approved,closed)),ge(start_date,2024-01-01))").unwrap();
-        let sql = to_sql(q.filter.as_ref().unwrap()).unwrap();
-        assert!(sql.contains("'AS-1'' OR ''1''=''1'"), "{sql}");
-        assert!(sql.contains("(\"status\" IN ('approved', 'closed'))"), "{sql}");
-        assert!(sql.contains("arrow_cast(\"start_date\", 'Int64') >= 1704067200000000"), "{sql}");
-        let e = to_sql(parse("eq(secret,1)").unwrap().filter.as_ref().unwrap()).unwrap_err();
+        let e = to_expr(q.filter.as_ref().unwrap()).unwrap().to_string();
+        assert!(e.contains("Utf8(\"AS-1' OR '1'='1\")"), "{e}");
+        assert!(e.contains("status IN ([Utf8(\"approved\"), Utf8(\"closed\")])"), "{e}");
+        assert!(e.contains("CAST(start_date AS Int64) >= Int64(1704067200000000)"), "{e}");
+        let e = to_expr(parse("eq(secret,1)").unwrap().filter.as_ref().unwrap()).unwrap_err();
         assert_eq!(e.code, "RQL_002");
-        let e = to_sql(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
+        let e = to_expr(parse("gt(created_time,yesterday)").unwrap().filter.as_ref().unwrap()).unwrap_err();
         assert_eq!(e.code, "RQL_004");
     }
 }

@@ -184,8 +184,55 @@ impl Query {
     }
 }
 
-/// Parses a raw (still percent-encoded) query string.
+/// How long and how deep an RQL query may be (`api.rql_max_length`, `api.rql_max_depth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RqlLimits {
+    /// Bytes of the raw query string.
+    pub max_length: usize,
+    /// Nesting of calls and groups.
+    pub max_depth: usize,
+}
+
+impl Default for RqlLimits {
+    fn default() -> Self {
+        Self { max_length: 8192, max_depth: 32 }
+    }
+}
+
+/// Parses a raw (still percent-encoded) query string, within the default [`RqlLimits`].
 pub fn parse(raw: &str) -> Result<Query, RqlError> {
+    parse_limited(raw, RqlLimits::default())
+}
+
+/// Parses a raw (still percent-encoded) query string within `limits`: a longer or deeper
+/// query is refused before it is parsed, so no query can exhaust the parser's stack.
+pub fn parse_limited(raw: &str, limits: RqlLimits) -> Result<Query, RqlError> {
+    if raw.len() > limits.max_length {
+        return Err(RqlError {
+            at: limits.max_length,
+            reason: format!("the query is {} bytes long; at most {} are accepted", raw.len(), limits.max_length),
+            query: String::new(),
+        });
+    }
+    let deepest = raw
+        .bytes()
+        .scan(0usize, |d, b| {
+            match b {
+                b'(' => *d += 1,
+                b')' => *d = d.saturating_sub(1),
+                _ => {}
+            }
+            Some(*d)
+        })
+        .max()
+        .unwrap_or(0);
+    if deepest > limits.max_depth {
+        return Err(RqlError {
+            at: 0,
+            reason: format!("the query nests {deepest} levels deep; at most {} are accepted", limits.max_depth),
+            query: String::new(),
+        });
+    }
     // Split on `&` first (outside parentheses), then decode each term: an encoded `&` or
     // `,` inside a value stays part of the value.
     let mut query = Query::default();
@@ -564,6 +611,35 @@ mod tests {
         assert_eq!(items[1], cmp(Op::Eq, "name", "Jan 2024"));
         assert_eq!(items[2], cmp(Op::Eq, "status", "ready"));
         assert_eq!(q.ordering, vec![Order { field: "created.at".into(), descending: true }]);
+    }
+
+    #[test]
+    fn deep_and_long_queries_are_refused_before_parsing() {
+        let nested = format!("{}eq(status,ready){}", "(".repeat(100_000), ")".repeat(100_000));
+        let limits = RqlLimits { max_length: usize::MAX, max_depth: 32 };
+        let err = parse_limited(&nested, limits).unwrap_err();
+        assert!(err.reason.contains("nests 100001 levels deep; at most 32"), "{err}");
+        let calls = format!("{}eq(status,ready){}", "not(".repeat(33), ")".repeat(33));
+        assert!(parse_limited(&calls, limits).is_err());
+        let within = format!("{}eq(status,ready){}", "not(".repeat(31), ")".repeat(31));
+        assert!(parse_limited(&within, limits).is_ok());
+        let err = parse(&"a".repeat(9000)).unwrap_err();
+        assert!(err.reason.contains("9000 bytes long; at most 8192"), "{err}");
+    }
+
+    /// Every input the fuzzer kept (fuzz/rql) parses or fails, without a panic.
+    #[test]
+    fn the_fuzz_corpus_parses_or_fails_cleanly() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/rql/corpus/rql_parse");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(text) = String::from_utf8(bytes) {
+                let _ = parse_limited(&text, RqlLimits { max_length: 4096, max_depth: 32 });
+                read += 1;
+            }
+        }
+        assert!(read >= 10, "{read}");
     }
 
     #[test]

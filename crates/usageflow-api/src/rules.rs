@@ -93,7 +93,7 @@ pub(crate) async fn list(
     Path(product): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let query = crate::rql::parse(q.as_deref().unwrap_or(""))?;
+    let query = state.rql(q.as_deref())?;
     RULES.check(&query)?;
     let items = readable(&state, &who, &product).await?.iter().map(rule_json).collect();
     let (page, total) = select(items, &query, &RULES)?;

@@ -26,6 +26,29 @@ pub struct ApiConfig {
     pub request_timeout_secs: u64,
     /// Accept metering events over HTTP and write them to the Kafka topic.
     pub events_enabled: bool,
+    /// Memory one `POST /sql` query may reserve, in MiB.
+    pub sql_max_query_memory_mb: usize,
+    /// Memory all running queries together may reserve, in MiB.
+    pub sql_max_total_memory_mb: usize,
+    /// The largest text, binary or list value a query's function may build, in bytes.
+    pub sql_max_value_bytes: usize,
+    /// Queries one account may run at once; more answer 429.
+    pub sql_max_concurrent_per_account: usize,
+    /// The longest RQL query string (the part after `?`), in bytes.
+    pub rql_max_length: usize,
+    /// How deeply RQL expressions may nest.
+    pub rql_max_depth: usize,
+}
+
+impl ApiConfig {
+    /// The bounds of one SQL query.
+    pub fn query_limits(&self) -> usageflow_query::limits::QueryLimits {
+        usageflow_query::limits::QueryLimits {
+            max_query_memory_bytes: self.sql_max_query_memory_mb.max(1) << 20,
+            max_value_bytes: self.sql_max_value_bytes.max(1),
+            max_batch_value_bytes: (self.sql_max_query_memory_mb.max(1) << 20).max(self.sql_max_value_bytes),
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -36,6 +59,12 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024 * 1024,
             request_timeout_secs: 120,
             events_enabled: true,
+            sql_max_query_memory_mb: 256,
+            sql_max_total_memory_mb: 1024,
+            sql_max_value_bytes: 16 << 20,
+            sql_max_concurrent_per_account: 2,
+            rql_max_length: 8192,
+            rql_max_depth: 32,
         }
     }
 }

@@ -38,6 +38,13 @@ impl FileService {
             file.uploaded_file.as_ref().ok_or_else(|| ServiceError::Document(format!("{file_id} has no records")))?;
         let book = read_workbook(&self.document(object).await?, &Default::default())
             .map_err(|e| ServiceError::Document(e.to_string()))?;
+        // Exactly the approved records: the valid records of the current upload that the
+        // provider did not reject one by one.
+        let valid: std::collections::HashSet<String> = self.record_ids(&file).await?.into_iter().collect();
+        let (_, changes) = self.record_changes(&file).await?;
+        let approved = |id: &str| {
+            valid.contains(id) && changes.get(id).is_none_or(|c| c.status != usageflow_model::RecordStatus::Rejected)
+        };
         // Records by hub, each with its Connect record id (position in the file).
         let mut by_hub: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
         let mut columns: Vec<&str> = vec!["record_id"];
@@ -50,7 +57,11 @@ impl FileService {
                     .unwrap_or(usageflow_model::AssetCriteria::Id);
             let asset = self.catalogue().find_asset(&file.product.id, &criteria, asset_value);
             let hub = asset.map_or_else(String::new, |a| a.hub.clone());
-            let mut cells = vec![ids::record_id(&file.id, position as u64)];
+            let record_id = ids::record_id(&file.id, position as u64);
+            if !approved(&record_id) {
+                continue;
+            }
+            let mut cells = vec![record_id];
             cells.extend(
                 book.columns.iter().filter(|c| *c != "record_id").map(|c| row.get(c).unwrap_or_default().to_owned()),
             );

@@ -172,6 +172,15 @@ pub struct RecordChange {
     /// Who closed it.
     #[serde(default)]
     pub closed_by: Option<String>,
+    /// The upload it was made on (the path of that upload's processed workbook). A decision
+    /// belongs to one upload: a new upload's records start undecided.
+    #[serde(default)]
+    pub upload: Option<String>,
+}
+
+/// The current upload of a file, as [`RecordChange::upload`] names it.
+fn upload_of(file: &UsageFile) -> Option<&str> {
+    file.processed_file.as_ref().map(|o| o.path.as_str())
 }
 
 /// The record changes of one file, by record id.
@@ -234,9 +243,15 @@ pub struct RecordOutcome {
 }
 
 impl crate::FileService {
-    /// The record changes of a file, with their version (0 when none were made).
-    pub async fn record_changes(&self, file_id: &str) -> Result<(u64, RecordChanges), ServiceError> {
-        Ok(self.snapshots().latest::<RecordChanges>(&changes_prefix(file_id)).await?.unwrap_or_default())
+    /// The record changes of a file's current upload, with the version of the file's record
+    /// changes (0 when none were ever made). Changes made on an earlier upload are left out:
+    /// a record decided before a reject and a new upload is undecided in the new one.
+    pub async fn record_changes(&self, file: &UsageFile) -> Result<(u64, RecordChanges), ServiceError> {
+        let (version, mut changes) =
+            self.snapshots().latest::<RecordChanges>(&changes_prefix(&file.id)).await?.unwrap_or_default();
+        let current = upload_of(file);
+        changes.retain(|_, c| c.upload.as_deref() == current);
+        Ok((version, changes))
     }
 
     /// The record changes of each of `files` that has any. One listing finds the files with
@@ -246,8 +261,8 @@ impl crate::FileService {
             self.snapshots().children(&Path::from("workflow/records")).await?.into_iter().collect();
         let mut out = Vec::new();
         for f in files.iter().filter(|f| changed.contains(&f.id)) {
-            let (version, changes) = self.record_changes(&f.id).await?;
-            if version > 0 {
+            let (version, changes) = self.record_changes(f).await?;
+            if version > 0 && !changes.is_empty() {
                 out.push((f.id.clone(), changes));
             }
         }
@@ -284,7 +299,8 @@ impl crate::FileService {
         for _attempt in 0..5 {
             let file = self.workflow().get(file_id).await?;
             let known: std::collections::HashSet<String> = self.record_ids(&file).await?.into_iter().collect();
-            let (version, mut changes) = self.record_changes(file_id).await?;
+            let (version, mut changes) = self.record_changes(&file).await?;
+            let upload = upload_of(&file).map(str::to_owned);
             let base = record_status_of(&file);
             let mut outcomes = Vec::with_capacity(requests.len());
             let mut closed = 0u64;
@@ -314,6 +330,7 @@ impl crate::FileService {
                                         external_billing_note: None,
                                         closed_at: None,
                                         closed_by: None,
+                                        upload: upload.clone(),
                                     },
                                 );
                                 Ok(*status)
@@ -335,6 +352,7 @@ impl crate::FileService {
                                         external_billing_note: external_billing_note.clone(),
                                         closed_at: Some(Utc::now()),
                                         closed_by: actor.by.as_ref().map(|b| b.id.clone()),
+                                        upload: upload.clone(),
                                     },
                                 );
                                 closed += 1;

@@ -235,13 +235,7 @@ impl FileService {
             file.uploaded_file.as_ref().ok_or_else(|| ServiceError::Document(format!("{file_id} has no records")))?;
         let book = read_workbook(&self.document(object).await?, &self.limits)
             .map_err(|e| ServiceError::Document(e.to_string()))?;
-        let ctx = FileContext {
-            catalogue: &self.catalogue,
-            product_id: &file.product.id,
-            contract_id: &file.contract.id,
-            schema: file.schema,
-            period: file.period,
-        };
+        let ctx = self.context_of(&file);
         let valid = validate(&book, &ctx).valid;
         let system = Actor::system();
         match crate::rules::decide(&rules, &valid).map_err(|e| ServiceError::Document(e.to_string()))? {
@@ -258,7 +252,12 @@ impl FileService {
 
     /// Accepts a pending file (provider) and generates its chunks, one per hub.
     pub async fn accept(&self, actor: &Actor, file_id: &str, note: &str) -> Result<UsageFile, ServiceError> {
-        let file = self.workflow.act(file_id, FileChange::Accept { note: note.to_owned() }, actor).await?;
+        let current = self.workflow.get(file_id).await?;
+        let (_, changes) = self.record_changes(&current).await?;
+        let rejected_records =
+            changes.values().filter(|c| c.status == usageflow_model::RecordStatus::Rejected).count() as u64;
+        let change = FileChange::Accept { note: note.to_owned(), rejected_records };
+        let file = self.workflow.act(file_id, change, actor).await?;
         self.generate_chunks(file_id).await?;
         Ok(file)
     }
@@ -273,8 +272,26 @@ impl FileService {
         Ok(StoredObject { path: path.to_string(), size, sha256: digest, filename: filename.to_owned() })
     }
 
+    /// What a file's records are validated against.
+    fn context_of<'a>(&'a self, file: &'a UsageFile) -> FileContext<'a> {
+        FileContext {
+            catalogue: &self.catalogue,
+            product_id: &file.product.id,
+            contract_id: &file.contract.id,
+            schema: file.schema,
+            period: file.period,
+        }
+    }
+
     /// Uploads a workbook: stores it, processes and validates it, writes the processed file,
     /// and moves the file to `ready` (every row valid) or `invalid`.
+    ///
+    /// The workbook is stored under a name no other upload uses, and referenced only by the
+    /// upload whose change the workflow accepts (two uploads at once: one wins, the other is
+    /// refused and its object referenced by nothing). Processing runs on a task of its own: a
+    /// caller that goes away (a client that disconnects, a request that times out) does not
+    /// stop it, and a process that dies during it leaves the file for
+    /// [`FileService::resume_interrupted`] to finish when it starts again.
     pub async fn upload(
         &self,
         actor: &Actor,
@@ -288,66 +305,140 @@ impl FileService {
             .map_err(usageflow_workflow::Error::from)?;
         let n = file.version + 1;
         let base = Path::from(format!("files/{}/{}", file.product.id, file.id));
-        let uploaded = self
-            .put(&base.clone().join("uploaded").join(format!("{}-{n}.xlsx", file.id)), bytes.clone(), filename)
-            .await?;
+        let name = format!("{}-{n}-{}.xlsx", file.id, unique_suffix(&bytes));
+        let uploaded = self.put(&base.clone().join("uploaded").join(name), bytes.clone(), filename).await?;
         self.workflow.act(file_id, FileChange::Upload { object: uploaded }, actor).await?;
         let system = Actor::system();
         self.workflow.act(file_id, FileChange::Stored, &system).await?;
-        let file = self.workflow.act(file_id, FileChange::ProcessingStarted, &system).await?;
+        let service = self.clone();
+        let id = file_id.to_owned();
+        tokio::spawn(async move { service.process(&id, &bytes).await })
+            .await
+            .map_err(|e| ServiceError::Document(format!("processing the upload of {file_id} stopped: {e}")))?
+    }
 
-        let (change, validation) = match read_workbook(&bytes, &self.limits) {
-            Err(err) => (
-                FileChange::Processed {
+    /// Processes the stored upload of a file that is `uploaded` or `processing`: validates it,
+    /// writes the processed workbook and the records, and moves the file to `ready` or
+    /// `invalid`. A panic on the way (a workbook no parser should meet) ends the file `invalid`
+    /// with a reason, never `processing`.
+    async fn process(&self, file_id: &str, bytes: &[u8]) -> Result<UploadOutcome, ServiceError> {
+        let system = Actor::system();
+        let file = self.workflow.get(file_id).await?;
+        let file = if file.status == usageflow_model::FileStatus::Processing {
+            file
+        } else {
+            self.workflow.act(file_id, FileChange::ProcessingStarted, &system).await?
+        };
+        let (change, validation) = match self.validate_upload(&file, bytes).await {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::error!(file = %file_id, %err, "processing an upload failed");
+                let change = FileChange::Processed {
                     valid: 0,
                     invalid: 0,
-                    error_detail: Some(truncate(&err.to_string())),
+                    error_detail: Some(truncate(&format!("the upload could not be processed: {err}"))),
                     processed: None,
-                },
-                Validation::default(),
-            ),
-            Ok(book) => {
-                let ctx = FileContext {
-                    catalogue: &self.catalogue,
-                    product_id: &file.product.id,
-                    contract_id: &file.contract.id,
-                    schema: file.schema,
-                    period: file.period,
                 };
-                let validation = validate(&book, &ctx);
-                let processed = self.processed_workbook(&file, &book, &validation)?;
-                let path = base.join("processed").join(format!("{}-{n}-PROCESSED.xlsx", file.id));
-                let stored = self.put(&path, processed, &format!("{}-PROCESSED.xlsx", file.id)).await?;
-                if let Some(records_path) = crate::records::records_object_path(&stored) {
-                    let batch = crate::records::records_batch(&file, &book, &validation, &self.catalogue)?;
-                    let bytes = usageflow_lake::tables::to_parquet(&batch)
-                        .map_err(|e| ServiceError::Document(format!("cannot write {records_path}: {e}")))?;
-                    self.put(&records_path, bytes.to_vec(), "records.parquet").await?;
-                }
-                let invalid = validation.invalid_rows() as u64;
-                let file_errors: Vec<&str> =
-                    validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();
-                let error_detail = if !file_errors.is_empty() {
-                    Some(truncate(&file_errors.join("; ")))
-                } else if invalid > 0 {
-                    Some(truncate(&format!(
-                        "{invalid} of {} records are invalid; see the processed file",
-                        validation.valid.len() as u64 + invalid
-                    )))
-                } else {
-                    None
-                };
-                let change = FileChange::Processed {
-                    valid: validation.valid.len() as u64,
-                    invalid,
-                    error_detail,
-                    processed: Some(stored),
-                };
-                (change, validation)
+                (change, Validation::default())
             }
         };
         let file = self.workflow.act(file_id, change, &system).await?;
         Ok(UploadOutcome { file, validation, parts: Vec::new() })
+    }
+
+    /// Validates an upload and writes its processed workbook and records; the change that
+    /// ends its processing.
+    async fn validate_upload(&self, file: &UsageFile, bytes: &[u8]) -> Result<(FileChange, Validation), ServiceError> {
+        let base = Path::from(format!("files/{}/{}", file.product.id, file.id));
+        let book = match read_workbook(bytes, &self.limits) {
+            Err(err) => {
+                let change = FileChange::Processed {
+                    valid: 0,
+                    invalid: 0,
+                    error_detail: Some(truncate(&err.to_string())),
+                    processed: None,
+                };
+                return Ok((change, Validation::default()));
+            }
+            Ok(book) => book,
+        };
+        let ctx = self.context_of(file);
+        let validation = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| validate(&book, &ctx)))
+            .map_err(|_| ServiceError::Document("the workbook's rows could not be validated".into()))?;
+        let processed = self.processed_workbook(file, &book, &validation)?;
+        let name = format!("{}-{}-{}-PROCESSED.xlsx", file.id, file.version, unique_suffix(bytes));
+        let stored =
+            self.put(&base.join("processed").join(name), processed, &format!("{}-PROCESSED.xlsx", file.id)).await?;
+        if let Some(records_path) = crate::records::records_object_path(&stored) {
+            let batch = crate::records::records_batch(file, &book, &validation, &self.catalogue)?;
+            let bytes = usageflow_lake::tables::to_parquet(&batch)
+                .map_err(|e| ServiceError::Document(format!("cannot write {records_path}: {e}")))?;
+            self.put(&records_path, bytes.to_vec(), "records.parquet").await?;
+        }
+        let invalid = validation.invalid_rows() as u64;
+        let file_errors: Vec<&str> =
+            validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();
+        let error_detail = if !file_errors.is_empty() {
+            Some(truncate(&file_errors.join("; ")))
+        } else if invalid > 0 {
+            Some(truncate(&format!(
+                "{invalid} of {} records are invalid; see the processed file",
+                validation.valid.len() as u64 + invalid
+            )))
+        } else {
+            None
+        };
+        let change = FileChange::Processed {
+            valid: validation.valid.len() as u64,
+            invalid,
+            error_detail,
+            processed: Some(stored),
+        };
+        Ok((change, validation))
+    }
+
+    /// Finishes the uploads that a stopped process left part-way: every file still
+    /// `uploading`, `uploaded` or `processing` is processed again from its stored workbook, or,
+    /// when the workbook never reached the store, ends `invalid` with a reason. Returns the
+    /// files it settled. `usageflow serve` calls it when it starts.
+    pub async fn resume_interrupted(&self) -> Result<Vec<UsageFile>, ServiceError> {
+        use usageflow_model::FileStatus;
+        let system = Actor::system();
+        let mut settled = Vec::new();
+        for file in self.workflow.list().await? {
+            if !matches!(file.status, FileStatus::Uploading | FileStatus::Uploaded | FileStatus::Processing) {
+                continue;
+            }
+            let stored = match &file.uploaded_file {
+                Some(object) => self.document(object).await.ok(),
+                None => None,
+            };
+            let Some(bytes) = stored else {
+                tracing::warn!(file = %file.id, "an interrupted upload was never stored; marking the file invalid");
+                if file.status == FileStatus::Uploading {
+                    self.workflow.act(&file.id, FileChange::Stored, &system).await?;
+                }
+                if file.status != FileStatus::Processing {
+                    self.workflow.act(&file.id, FileChange::ProcessingStarted, &system).await?;
+                }
+                let change = FileChange::Processed {
+                    valid: 0,
+                    invalid: 0,
+                    error_detail: Some(
+                        "the upload was interrupted before the workbook was stored; upload it again".into(),
+                    ),
+                    processed: None,
+                };
+                settled.push(self.workflow.act(&file.id, change, &system).await?);
+                continue;
+            };
+            tracing::info!(file = %file.id, status = file.status.as_str(), "resuming an interrupted upload");
+            if file.status == FileStatus::Uploading {
+                self.workflow.act(&file.id, FileChange::Stored, &system).await?;
+            }
+            settled.push(self.process(&file.id, &bytes).await?.file);
+        }
+        Ok(settled)
     }
 
     /// The processed workbook: the uploaded records with `status` and `error` columns.
@@ -560,6 +651,13 @@ fn placeholder() -> StoredObject {
 }
 
 /// Error details are limited to 200 characters in the Connect API.
+/// A name part no other upload shares: the content's digest and the time, so that two
+/// uploads at once never write the same object.
+fn unique_suffix(bytes: &[u8]) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{}-{nanos:x}", &sha2_hex(bytes)[..12])
+}
+
 fn truncate(text: &str) -> String {
     if text.chars().count() <= 200 {
         text.to_owned()

@@ -32,6 +32,9 @@ use usageflow_model::{
 
 use crate::xlsx::{SheetRow, UsageWorkbook};
 
+/// Columns that hold identifiers (record, category, asset and item references).
+const IDENTIFIER_COLUMNS: [&str; 4] = ["record_id", "category_id", "asset_search_value", "item_search_value"];
+
 /// What an upload is validated against.
 #[derive(Debug, Clone, Copy)]
 pub struct FileContext<'a> {
@@ -243,10 +246,22 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
         .map(|c| Category { id: c.id.clone(), name: c.name.clone(), description: c.description.clone() })
         .collect();
     for c in &book.categories {
+        if crate::write::starts_like_formula(&c.id) {
+            file_error(
+                &mut out,
+                format!(
+                    "`categories` row {}: a category_id may not begin with `=`, `+`, `-`, `@`, a tab or a carriage return",
+                    c.row
+                ),
+            );
+        }
         if c.id.is_empty() || c.name.is_empty() {
             // A file-level problem: `row` numbers refer to the records sheet.
             file_error(&mut out, format!("`categories` row {} needs a category_id and a category_name", c.row));
         }
+    }
+    if book.records.is_empty() {
+        file_error(&mut out, format!("sheet `{}` has no records below its header row", book.records_sheet));
     }
     if out.categories.is_empty() {
         out.categories.push(Category::generic());
@@ -263,6 +278,17 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
         for (column, value) in &row.cells {
             if has_markup(value) {
                 check.fail(column, "HTML markup is not allowed in cells");
+            }
+        }
+        for column in IDENTIFIER_COLUMNS {
+            if let Some(value) = row.get(column)
+                && crate::write::starts_like_formula(value)
+            {
+                check.fail(
+                    column,
+                    "an identifier may not begin with `=`, `+`, `-`, `@`, a tab or a carriage return (a spreadsheet would \
+                     run it as a formula)",
+                );
             }
         }
         let record_id = check.required("record_id");

@@ -149,16 +149,35 @@ where
         .collect()
 }
 
-/// Writes records as CSV (RFC 4180, a header row, UTF-8).
+/// Whether a text begins with a character that makes a spreadsheet read it as a formula:
+/// `=`, `+`, `-`, `@`, a tab or a carriage return (OWASP's list for CSV injection).
+pub fn starts_like_formula(text: &str) -> bool {
+    matches!(text.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+/// A text cell as it is safe to write to a CSV file that people open in a spreadsheet: one
+/// that [`starts_like_formula`] gets a leading `'`, so that it shows as text and never runs;
+/// numbers (`-12.5`, `+3`) are left as they are.
+pub fn csv_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if starts_like_formula(text) && text.parse::<rust_decimal::Decimal>().is_err() {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// Writes records as CSV (RFC 4180, a header row, UTF-8); text cells that a spreadsheet would
+/// run as formulas are neutralised ([`csv_safe`]).
 pub fn write_csv<R, S>(columns: &[&str], rows: &[R]) -> Result<Vec<u8>, WriteError>
 where
     R: AsRef<[S]>,
     S: AsRef<str>,
 {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(columns).map_err(|e| WriteError(e.to_string()))?;
+    out.write_record(columns.iter().map(|c| csv_safe(c).into_owned())).map_err(|e| WriteError(e.to_string()))?;
     for row in rows {
-        out.write_record(row.as_ref().iter().map(AsRef::as_ref)).map_err(|e| WriteError(e.to_string()))?;
+        out.write_record(row.as_ref().iter().map(|c| csv_safe(c.as_ref()).into_owned()))
+            .map_err(|e| WriteError(e.to_string()))?;
     }
     out.into_inner().map_err(|e| WriteError(e.to_string()))
 }

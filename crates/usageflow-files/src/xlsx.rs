@@ -14,12 +14,15 @@
 //! Untrusted uploads are bounded before any parsing: the file size, the total uncompressed
 //! size declared by the archive, and its compression ratio are checked first, so a zip bomb is
 //! refused without being inflated. Encrypted (password-protected) and legacy `.xls` workbooks,
-//! which are not ZIP archives, are refused with a message that says so.
+//! which are not ZIP archives, are refused with a message that says so. Sheets are then read
+//! cell by cell, never as the dense range of their bounding box: a workbook with one cell at
+//! `XFD1048576` costs one cell, and positions outside a worksheet, rows out of order and more
+//! rows than allowed stop the reading with a reason.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use calamine::{Data, Range, Reader, Xlsx};
+use calamine::{Data, DataType, Reader, Xlsx};
 
 /// Bounds on an uploaded workbook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +77,10 @@ pub enum XlsxError {
     #[error("sheet `{sheet}` has the column `{column}` twice")]
     DuplicateColumn { sheet: String, column: String },
     /// Too many rows.
-    #[error("sheet `{sheet}` has {rows} data rows; at most {max} are accepted (split the period into several files)")]
-    TooManyRows { sheet: String, rows: usize, max: usize },
+    #[error(
+        "sheet `{sheet}` has more than {max} data rows; at most {max} are accepted (split the period into several files)"
+    )]
+    TooManyRows { sheet: String, max: usize },
     /// A sheet could not be parsed.
     #[error("sheet `{sheet}` cannot be read: {reason}")]
     Sheet { sheet: String, reason: String },
@@ -185,26 +190,7 @@ fn check_archive(bytes: &[u8], limits: &ReadLimits) -> Result<(), XlsxError> {
     Ok(())
 }
 
-/// Header → column index; refuses duplicates.
-fn headers(sheet: &str, range: &Range<Data>) -> Result<(Vec<String>, BTreeMap<String, usize>), XlsxError> {
-    let mut names = Vec::new();
-    let mut index = BTreeMap::new();
-    if let Some(first) = range.rows().next() {
-        for (i, cell) in first.iter().enumerate() {
-            let name = cell_text(cell);
-            if name.is_empty() {
-                continue;
-            }
-            if index.insert(name.clone(), i).is_some() {
-                return Err(XlsxError::DuplicateColumn { sheet: sheet.to_owned(), column: name });
-            }
-            names.push(name);
-        }
-    }
-    Ok((names, index))
-}
-
-fn require(sheet: &str, index: &BTreeMap<String, usize>, columns: &[&str]) -> Result<(), XlsxError> {
+fn require(sheet: &str, index: &BTreeMap<String, u32>, columns: &[&str]) -> Result<(), XlsxError> {
     let missing: Vec<String> = columns.iter().filter(|c| !index.contains_key(**c)).map(|c| format!("`{c}`")).collect();
     if missing.is_empty() {
         Ok(())
@@ -213,25 +199,92 @@ fn require(sheet: &str, index: &BTreeMap<String, usize>, columns: &[&str]) -> Re
     }
 }
 
-fn data_rows(range: &Range<Data>, index: &BTreeMap<String, usize>) -> Vec<SheetRow> {
-    let first_row = range.start().map_or(0, |(r, _)| r);
-    range
-        .rows()
-        .enumerate()
-        .skip(1)
-        .filter_map(|(i, cells)| {
-            let mut row = BTreeMap::new();
-            for (name, &col) in index {
-                if let Some(cell) = cells.get(col) {
-                    let text = cell_text(cell);
-                    if !text.is_empty() {
-                        row.insert(name.clone(), text);
-                    }
-                }
+/// The last row and column (0-based) a worksheet can have: Excel's 1,048,576 × 16,384.
+const LAST_ROW: u32 = 1_048_575;
+const LAST_COLUMN: u32 = 16_383;
+/// Most header cells a sheet may have.
+pub const MAX_HEADER_COLUMNS: usize = 1_024;
+
+/// A sheet as read: its header and its data rows (cells of header columns only).
+struct Sheet {
+    columns: Vec<String>,
+    index: BTreeMap<String, u32>,
+    rows: Vec<SheetRow>,
+}
+
+/// Reads a sheet cell by cell, in the order the file stores them. Only cells are kept, never
+/// the sheet's bounding box (which an upload can make as large as a whole worksheet with two
+/// cells): the header is the first row that has a cell; of the data rows, only the cells under
+/// a header are kept, and more than `max_rows` rows stop the reading. Rows out of order and
+/// positions outside a worksheet are refused.
+fn read_sheet<RS: std::io::Read + std::io::Seek>(
+    workbook: &mut Xlsx<RS>,
+    sheet: &str,
+    max_rows: usize,
+) -> Result<Sheet, XlsxError> {
+    let fail = |reason: String| XlsxError::Sheet { sheet: sheet.to_owned(), reason };
+    let mut reader = workbook.worksheet_cells_reader(sheet).map_err(|e| fail(e.to_string()))?;
+    let mut header_row: Option<u32> = None;
+    let mut header: BTreeMap<u32, String> = BTreeMap::new();
+    let mut index: BTreeMap<String, u32> = BTreeMap::new();
+    let mut columns = Vec::new();
+    let mut rows: Vec<SheetRow> = Vec::new();
+    let mut current: Option<SheetRow> = None;
+    let mut last_row = 0u32;
+    while let Some(cell) = reader.next_cell().map_err(|e| fail(e.to_string()))? {
+        let (row, column) = cell.get_position();
+        if row > LAST_ROW || column > LAST_COLUMN {
+            return Err(fail(format!(
+                "it has a cell at row {}, column {}, outside any worksheet (at most {} rows and {} columns)",
+                u64::from(row) + 1,
+                u64::from(column) + 1,
+                LAST_ROW + 1,
+                LAST_COLUMN + 1
+            )));
+        }
+        if row < last_row {
+            return Err(fail(format!("its rows are out of order (row {} after row {})", row + 1, last_row + 1)));
+        }
+        last_row = row;
+        if cell.get_value().is_empty() {
+            continue;
+        }
+        let header_at = *header_row.get_or_insert(row);
+        if row == header_at {
+            let name = cell_text(&Data::from(cell.get_value().clone()));
+            if name.is_empty() {
+                continue;
             }
-            (!row.is_empty()).then(|| SheetRow { row: first_row + i as u32 + 1, cells: row })
-        })
-        .collect()
+            if index.insert(name.clone(), column).is_some() {
+                return Err(XlsxError::DuplicateColumn { sheet: sheet.to_owned(), column: name });
+            }
+            if index.len() > MAX_HEADER_COLUMNS {
+                return Err(fail(format!("its header has more than {MAX_HEADER_COLUMNS} columns")));
+            }
+            header.insert(column, name.clone());
+            columns.push(name);
+            continue;
+        }
+        let Some(name) = header.get(&column) else { continue };
+        let text = cell_text(&Data::from(cell.get_value().clone()));
+        if text.is_empty() {
+            continue;
+        }
+        if current.as_ref().is_none_or(|r| r.row != row + 1) {
+            if let Some(done) = current.take() {
+                rows.push(done);
+            }
+            if rows.len() >= max_rows {
+                return Err(XlsxError::TooManyRows { sheet: sheet.to_owned(), max: max_rows });
+            }
+            current = Some(SheetRow { row: row + 1, cells: BTreeMap::new() });
+        }
+        if let Some(r) = current.as_mut() {
+            r.cells.insert(name.clone(), text);
+        }
+    }
+    rows.extend(current);
+    Ok(Sheet { columns, index, rows })
 }
 
 /// Reads a usage workbook from its bytes.
@@ -250,9 +303,6 @@ pub fn read_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook,
 fn parse_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, XlsxError> {
     let mut workbook: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|e| XlsxError::NotXlsx(e.to_string()))?;
     let sheets = workbook.sheet_names();
-    let range = |workbook: &mut Xlsx<_>, name: &str| {
-        workbook.worksheet_range(name).map_err(|e| XlsxError::Sheet { sheet: name.to_owned(), reason: e.to_string() })
-    };
 
     let records_sheet = ["records", "usage_records"]
         .iter()
@@ -262,10 +312,9 @@ fn parse_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, Xl
 
     let mut general = BTreeMap::new();
     if sheets.iter().any(|s| s == "general") {
-        let r = range(&mut workbook, "general")?;
-        let (_, index) = headers("general", &r)?;
-        require("general", &index, &["attribute_id", "attribute_value"])?;
-        for row in data_rows(&r, &index) {
+        let sheet = read_sheet(&mut workbook, "general", limits.max_rows)?;
+        require("general", &sheet.index, &["attribute_id", "attribute_value"])?;
+        for row in sheet.rows {
             if let Some(id) = row.get("attribute_id") {
                 general.insert(id.to_owned(), row.get("attribute_value").unwrap_or_default().to_owned());
             }
@@ -274,10 +323,9 @@ fn parse_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, Xl
 
     let mut categories = Vec::new();
     if sheets.iter().any(|s| s == "categories") {
-        let r = range(&mut workbook, "categories")?;
-        let (_, index) = headers("categories", &r)?;
-        require("categories", &index, &["category_id", "category_name"])?;
-        for row in data_rows(&r, &index) {
+        let sheet = read_sheet(&mut workbook, "categories", limits.max_rows)?;
+        require("categories", &sheet.index, &["category_id", "category_name"])?;
+        for row in sheet.rows {
             categories.push(CategoryRow {
                 row: row.row,
                 id: row.get("category_id").unwrap_or_default().to_owned(),
@@ -287,12 +335,6 @@ fn parse_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, Xl
         }
     }
 
-    let r = range(&mut workbook, &records_sheet)?;
-    let (columns, index) = headers(&records_sheet, &r)?;
-    let height = r.height().saturating_sub(1);
-    if height > limits.max_rows {
-        return Err(XlsxError::TooManyRows { sheet: records_sheet, rows: height, max: limits.max_rows });
-    }
-    let records = data_rows(&r, &index);
-    Ok(UsageWorkbook { sheets, general, categories, records_sheet, columns, records })
+    let sheet = read_sheet(&mut workbook, &records_sheet, limits.max_rows)?;
+    Ok(UsageWorkbook { sheets, general, categories, records_sheet, columns: sheet.columns, records: sheet.rows })
 }

@@ -126,7 +126,11 @@ async fn compile_sums_the_period_and_is_deterministic() {
     let provider = Actor::provider("PA-500-001", Ref { id: "desk".into(), name: "desk".into() });
     svc.workflow().act(&first.file.id, usageflow_model::FileChange::Submit, &vendor).await.unwrap();
     svc.workflow()
-        .act(&first.file.id, usageflow_model::FileChange::Accept { note: String::new() }, &provider)
+        .act(
+            &first.file.id,
+            usageflow_model::FileChange::Accept { note: String::new(), rejected_records: 0 },
+            &provider,
+        )
         .await
         .unwrap();
     let nov5 = us(2026, 11, 5);

@@ -135,7 +135,11 @@ async fn upload_process_submit_accept() {
     assert_eq!(outcome.file.status, FileStatus::Ready);
     assert_eq!(outcome.file.stats.validated, 2);
     svc.workflow().act(&file.id, FileChange::Submit, &vendor()).await.unwrap();
-    let accepted = svc.workflow().act(&file.id, FileChange::Accept { note: "ok".into() }, &provider()).await.unwrap();
+    let accepted = svc
+        .workflow()
+        .act(&file.id, FileChange::Accept { note: "ok".into(), rejected_records: 0 }, &provider())
+        .await
+        .unwrap();
     assert_eq!((accepted.status, accepted.stats.accepted), (FileStatus::Accepted, 2));
 
     // After acceptance the vendor cannot upload again.

@@ -370,6 +370,10 @@ pub enum FileChange {
         /// Acceptance note (≤200).
         #[serde(default)]
         note: String,
+        /// Records of the submitted upload that the provider rejected one by one: they are
+        /// not accepted with the file.
+        #[serde(default)]
+        rejected_records: u64,
     },
     /// The provider (or a usage rule) rejects it.
     Reject {
@@ -759,7 +763,7 @@ fn check_payload(file: &str, change: &FileChange) -> Result<(), WorkflowError> {
                 check_period(file, p)?;
             }
         }
-        FileChange::Accept { note } => check_len(file, "acceptance_note", note, MAX_TEXT)?,
+        FileChange::Accept { note, .. } => check_len(file, "acceptance_note", note, MAX_TEXT)?,
         FileChange::Reject { note } => {
             if note.trim().is_empty() {
                 return Err(WorkflowError::InvalidInput {
@@ -977,8 +981,8 @@ impl UsageFile {
                 file.stats.pending = 0;
                 file.all_approved = true;
             }
-            FileChange::Accept { note } => {
-                file.stats.accepted += file.stats.pending;
+            FileChange::Accept { note, rejected_records } => {
+                file.stats.accepted += file.stats.pending.saturating_sub(*rejected_records);
                 file.stats.pending = 0;
                 file.acceptance_note = Some(note.clone());
                 file.events.accepted = Some(stamp);

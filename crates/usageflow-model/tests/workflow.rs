@@ -88,7 +88,7 @@ fn change_for(action: FileAction, invalid: u64) -> FileChange {
         FileAction::ProcessingStarted => FileChange::ProcessingStarted,
         FileAction::Processed => FileChange::Processed { valid: 10, invalid, error_detail: None, processed: None },
         FileAction::Submit => FileChange::Submit,
-        FileAction::Accept => FileChange::Accept { note: "ok".into() },
+        FileAction::Accept => FileChange::Accept { note: "ok".into(), rejected_records: 0 },
         FileAction::Reject => FileChange::Reject { note: "wrong totals".into() },
         FileAction::ApproveAll => FileChange::ApproveAll,
         FileAction::RecordsClosed => FileChange::RecordsClosed { count: 0 },
@@ -132,7 +132,7 @@ fn the_full_vendor_to_provider_path_records_who_and_when() {
     assert_eq!((f.stats.uploaded, f.stats.validated, f.records.valid), (10, 10, 10));
     let f = log.step(Vendor, FileChange::Submit).unwrap();
     assert_eq!((f.status, f.stats.pending, f.stats.validated), (FileStatus::Pending, 10, 0));
-    let f = log.step(Provider, FileChange::Accept { note: "checked".into() }).unwrap();
+    let f = log.step(Provider, FileChange::Accept { note: "checked".into(), rejected_records: 0 }).unwrap();
     assert_eq!((f.status, f.stats.accepted), (FileStatus::Accepted, 10));
     assert_eq!(f.acceptance_note.as_deref(), Some("checked"));
     let f = log.step(Provider, FileChange::RecordsClosed { count: 4 }).unwrap();
@@ -166,12 +166,12 @@ fn illegal_steps_are_typed_errors_with_a_hint() {
     log.step(Vendor, FileChange::Create(Box::new(new_file()))).unwrap();
     let err = log.step(Vendor, FileChange::Submit).unwrap_err();
     assert_eq!(err.to_string(), "cannot submit UF-2026-11-0001-0002 in status draft: upload a file first");
-    let err = log.step(Provider, FileChange::Accept { note: String::new() }).unwrap_err();
+    let err = log.step(Provider, FileChange::Accept { note: String::new(), rejected_records: 0 }).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot accept UF-2026-11-0001-0002 in status draft: only pending files can be reviewed; the vendor has not submitted it"
     );
-    let err = log.step(Vendor, FileChange::Accept { note: String::new() }).unwrap_err();
+    let err = log.step(Vendor, FileChange::Accept { note: String::new(), rejected_records: 0 }).unwrap_err();
     assert_eq!(
         err.to_string(),
         "only the provider or system may accept UF-2026-11-0001-0002; the caller acts as vendor"

@@ -11,9 +11,9 @@
 //! | `reconciliations` | reconciliation uploads and their outcome |
 //! | `products`, `items`, `assets`, `contracts`, `accounts`, `marketplaces`, `hubs` | the catalogue |
 //!
-//! A scoped session holds only views: each public table is the private table filtered to what
-//! the tenant owns, and the private tables are not registered in it, so no SQL can name them.
-//! Statements other than queries (DDL, DML, `SET`) are refused.
+//! A scoped session holds only the tenant's rows, cut before any expression of the caller can
+//! run (see [`analyst_session`]); tables of other tenants' rows are not in it at all.
+//! Statements other than queries (DDL, DML, `SET`, `EXPLAIN`) are refused.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +29,8 @@ use usageflow_lake::{LakeState, Table};
 use usageflow_model::{Catalogue, Chunk, UsageFile};
 
 use crate::committed::{Bound, CommittedFile, CommittedTable};
+use crate::limits::{QueryLimits, SharedMemory};
+use crate::scoped::ScopedTable;
 use crate::{LAKE_URL, QueryError, lake_context, sql_string};
 
 /// Whose rows a session shows.
@@ -346,7 +348,7 @@ fn predicates(scope: &Scope, catalogue: &Catalogue) -> Vec<(&'static str, String
                 list(data.contracts.iter().filter(|c| &c.vendor == v).map(|c| c.provider.clone()).chain([v.clone()]));
             vec![
                 ("events", format!("product_id IN {products}")),
-                ("usage_records", format!("vendor_id = {me}")),
+                ("usage_records", format!("vendor_id = {me} AND product_id IN {products}")),
                 ("usage_files", format!("vendor_id = {me}")),
                 ("file_records", format!("vendor_id = {me}")),
                 ("chunks", "FALSE".into()),
@@ -412,17 +414,92 @@ fn predicates(scope: &Scope, catalogue: &Catalogue) -> Vec<(&'static str, String
 }
 
 /// A session over everything `scope` may read.
+///
+/// A scoped session holds only the tenant's rows, cut before any query of the caller runs:
+/// the in-memory tables (files, chunks, reconciliations, the catalogue) are built from the
+/// tenant's rows only; `file_records` joins tables that hold only the tenant's files, records
+/// and changes ([`crate::tenant_records_session`]); the lake tables (`events`,
+/// `usage_records`) are cut at the scan ([`ScopedTable`]). So no predicate, join, projection or
+/// function of the caller is evaluated on another tenant's row, whatever the optimizer does.
 pub async fn analyst_session(
     store: Arc<dyn ObjectStore>,
     sources: &Sources,
     scope: &Scope,
 ) -> Result<SessionContext, QueryError> {
-    let private = full_session(store.clone(), sources).await?;
-    let public = lake_context(store);
-    for (table, predicate) in predicates(scope, &sources.catalogue) {
-        let view: Arc<dyn TableProvider> =
-            private.sql(&format!("SELECT * FROM {table} WHERE {predicate}")).await?.into_view();
-        public.register_table(table, view)?;
+    bounded_analyst_session(store, sources, scope, None).await
+}
+
+/// [`analyst_session`] whose queries are held to `bounds` (memory per query and for the
+/// server, the size of the values functions build); see [`crate::limits`].
+pub async fn bounded_analyst_session(
+    store: Arc<dyn ObjectStore>,
+    sources: &Sources,
+    scope: &Scope,
+    bounds: Option<(&QueryLimits, &SharedMemory)>,
+) -> Result<SessionContext, QueryError> {
+    if *scope == Scope::All && bounds.is_none() {
+        return full_session(store, sources).await;
+    }
+    let live = |f: &&UsageFile| f.status != usageflow_model::FileStatus::Deleted;
+    let (files, reseller): (Vec<UsageFile>, Option<&str>) = match scope {
+        Scope::Vendor(v) => (sources.files.iter().filter(live).filter(|f| &f.vendor.id == v).cloned().collect(), None),
+        Scope::Provider(p) => {
+            (sources.files.iter().filter(live).filter(|f| &f.provider.id == p).cloned().collect(), None)
+        }
+        Scope::Reseller(r) => (sources.files.iter().filter(live).cloned().collect(), Some(r.as_str())),
+        Scope::All => (sources.files.iter().filter(live).cloned().collect(), None),
+    };
+    let ids: BTreeSet<&str> = files.iter().map(|f| f.id.as_str()).collect();
+    let changes: Vec<(String, usageflow_files::RecordChanges)> =
+        sources.changes.iter().filter(|(f, _)| ids.contains(f.as_str())).cloned().collect();
+    let rows = crate::record_rows_of(&files)?;
+    let records = crate::tenant_records_session(store.clone(), &files, &changes, rows, reseller).await?;
+
+    let public = match bounds {
+        Some((limits, shared)) => {
+            let ctx = crate::limits::bounded_context(limits, shared)?;
+            let url = url::Url::parse(LAKE_URL).expect("a valid URL");
+            ctx.runtime_env().register_object_store(&url, store.clone());
+            ctx
+        }
+        None => lake_context(store.clone()),
+    };
+    public.register_table("file_records", records.table("records").await?.into_view())?;
+    let usage_files: Arc<dyn TableProvider> = match reseller {
+        Some(_) => Arc::new(crate::usage_files_table(&[])?),
+        None => records.table_provider("usage_files").await?,
+    };
+    public.register_table("usage_files", usage_files)?;
+
+    // The small tables: our own predicate evaluated in a private session, the result kept.
+    let private = lake_context(store);
+    private.register_table("chunks", Arc::new(chunk_table(&sources.chunks)?))?;
+    private.register_table("reconciliations", Arc::new(recon_table(&sources.reconciliations)?))?;
+    catalogue_tables(&private, &sources.catalogue)?;
+    let predicates = predicates(scope, &sources.catalogue);
+    for (table, predicate) in &predicates {
+        match *table {
+            "events" | "usage_records" | "usage_files" | "file_records" => continue,
+            _ => {}
+        }
+        let df = private.sql(&format!("SELECT * FROM {table} WHERE {predicate}")).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        public.register_table(*table, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    }
+
+    // The lake tables: cut at the scan.
+    let lake_table = |table: Table, schema: arrow::datatypes::SchemaRef| {
+        Arc::new(CommittedTable::new(LAKE_URL, schema, committed(&sources.lake, table))) as Arc<dyn TableProvider>
+    };
+    for (name, table, schema) in [
+        ("events", Table::Events, usageflow_lake::tables::events_schema()),
+        ("usage_records", Table::Records, usageflow_lake::tables::records_schema()),
+    ] {
+        let predicate = predicates.iter().find(|(t, _)| *t == name).map(|(_, p)| p.as_str()).unwrap_or("FALSE");
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        let predicate = private.parse_sql_expr(predicate, &df_schema)?;
+        public.register_table(name, Arc::new(ScopedTable::new(lake_table(table, schema), predicate)))?;
     }
     Ok(public)
 }

@@ -23,11 +23,13 @@ use usageflow_model::UsageFile;
 pub mod billing;
 pub mod committed;
 pub mod lake;
+pub mod limits;
+pub mod scoped;
 
 pub use datafusion;
 pub use lake::{
-    Scope, Sources, analyst_session, load_file_sources_of, load_lake_sources, load_reconciliations, load_sources,
-    load_sources_of, query, read_only,
+    Scope, Sources, analyst_session, bounded_analyst_session, load_file_sources_of, load_lake_sources,
+    load_reconciliations, load_sources, load_sources_of, query, read_only,
 };
 pub mod output;
 pub use output::Format;
@@ -60,7 +62,7 @@ pub fn lake_context(store: Arc<dyn ObjectStore>) -> SessionContext {
     ctx
 }
 
-fn usage_files_table(files: &[&UsageFile]) -> Result<MemTable, QueryError> {
+pub(crate) fn usage_files_table(files: &[&UsageFile]) -> Result<MemTable, QueryError> {
     let s = |name: &str| Field::new(name, DataType::Utf8, true);
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
@@ -150,6 +152,55 @@ pub async fn records_session(
     files: &[UsageFile],
     changes: &[(String, RecordChanges)],
 ) -> Result<SessionContext, QueryError> {
+    records_session_over(store, files, changes, record_rows_of(files)?).await
+}
+
+/// A tenant's records session: [`records_session_over`] holding only rows the tenant may
+/// read, in every table the `records` view joins. For a reseller (`reseller` is its account)
+/// the rows are cut at the scan to the records of the assets it resells
+/// ([`scoped::ScopedTable`]), and the files and record changes to the files and records of
+/// those rows; otherwise `files` must already be the tenant's files and `rows` their rows.
+/// No expression of a caller's query can then see another tenant's record, file or change.
+pub async fn tenant_records_session(
+    store: Arc<dyn ObjectStore>,
+    files: &[UsageFile],
+    changes: &[(String, RecordChanges)],
+    rows: Arc<dyn datafusion::datasource::TableProvider>,
+    reseller: Option<&str>,
+) -> Result<SessionContext, QueryError> {
+    let Some(account) = reseller else { return records_session_over(store, files, changes, rows).await };
+    use datafusion::prelude::{col, lit};
+    let mine = col("tier1_id").eq(lit(account)).or(col("tier2_id").eq(lit(account)));
+    let rows: Arc<dyn datafusion::datasource::TableProvider> = Arc::new(scoped::ScopedTable::new(rows, mine));
+    // Which files and records those are: our own query over the cut rows.
+    let probe = lake_context(store.clone());
+    probe.register_table("rows", rows.clone())?;
+    let ids = collect(&probe, "SELECT usagefile_id, id FROM rows").await?;
+    let (mut file_ids, mut record_ids) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for batch in &ids {
+        let text = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>().cloned();
+        if let (Some(f), Some(r)) = (text(0), text(1)) {
+            file_ids.extend(f.iter().flatten().map(str::to_owned));
+            record_ids.extend(r.iter().flatten().map(str::to_owned));
+        }
+    }
+    let files: Vec<UsageFile> = files.iter().filter(|f| file_ids.contains(&f.id)).cloned().collect();
+    let changes: Vec<(String, RecordChanges)> = changes
+        .iter()
+        .filter(|(file, _)| file_ids.contains(file))
+        .map(|(file, c)| {
+            (
+                file.clone(),
+                c.iter().filter(|(id, _)| record_ids.contains(*id)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            )
+        })
+        .collect();
+    records_session_over(store, &files, &changes, rows).await
+}
+
+/// The record rows of `files`' current uploads (deleted files and files without processed
+/// records left out), read from their Parquet objects.
+pub fn record_rows_of(files: &[UsageFile]) -> Result<Arc<dyn datafusion::datasource::TableProvider>, QueryError> {
     let mut urls = Vec::new();
     for file in files.iter().filter(|f| f.status != usageflow_model::FileStatus::Deleted) {
         if let Some(path) = file.processed_file.as_ref().and_then(usageflow_files::records_object_path) {
@@ -164,7 +215,7 @@ pub async fn records_session(
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
         Arc::new(ListingTable::try_new(config)?)
     };
-    records_session_over(store, files, changes, rows).await
+    Ok(rows)
 }
 
 /// [`records_session`] with the record rows already at hand (`rows` has

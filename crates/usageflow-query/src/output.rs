@@ -65,6 +65,32 @@ pub fn text_rows(
     Ok(out)
 }
 
+/// `batch` with every text cell that a spreadsheet would run as a formula neutralised
+/// (`usageflow_files::write::csv_safe`); other columns unchanged.
+fn csv_safe_batch(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::DataType;
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            || matches!(field.data_type(), DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+        if !text {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let values = text_column(column)?;
+        let safe: StringArray = (0..values.len())
+            .map(|i| (!values.is_null(i)).then(|| usageflow_files::write::csv_safe(values.value(i)).into_owned()))
+            .collect();
+        fields.push(arrow::datatypes::Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+        columns.push(std::sync::Arc::new(safe));
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
 /// Writes `batches` in `format`.
 pub fn write(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>, QueryError> {
     let out = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
@@ -79,7 +105,7 @@ pub fn write(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>, QueryEr
             {
                 let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
                 for b in batches {
-                    writer.write(b).map_err(|e| out(&e))?;
+                    writer.write(&csv_safe_batch(b)?).map_err(|e| out(&e))?;
                 }
             }
             Ok(buf)

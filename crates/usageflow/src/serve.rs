@@ -22,13 +22,19 @@ pub fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<ExitCode
     if keys.is_empty() {
         tracing::warn!(file = %api.keys_file, "no API keys: every call will be refused; add one with `usageflow api-key add`");
     }
-    let mut state = AppState::new(service, keys);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    // Uploads that a stopped process left part-way are finished (or ended invalid) first, so
+    // that no file stays `processing`.
+    let settled = rt.block_on(service.resume_interrupted()).context("cannot finish the interrupted uploads")?;
+    for file in &settled {
+        tracing::info!(file = %file.id, status = file.status.as_str(), "interrupted upload settled");
+    }
+    let mut state = AppState::new(service, keys).with_limits(&api);
     if api.events_enabled {
         state = state.with_events(
             EventSink::new(&config.kafka, &catalogue, config.ingest.validation.clone()).map_err(anyhow::Error::msg)?,
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
         let shutdown = async {
             crate::run::stop_signal().await;
