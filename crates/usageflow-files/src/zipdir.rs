@@ -12,16 +12,19 @@ pub struct Entry {
     pub uncompressed: u64,
 }
 
+// Offsets come from the archive itself, so every sum is checked: an offset near `usize::MAX`
+// is a damaged archive, not an overflow (fuzzing found one in the ZIP64 record's offset).
+
 fn u16_at(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..at + 2).map(|s| u64::from(u16::from_le_bytes([s[0], s[1]])))
+    b.get(at..at.checked_add(2)?).map(|s| u64::from(u16::from_le_bytes([s[0], s[1]])))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..at + 4).map(|s| u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])))
+    b.get(at..at.checked_add(4)?).map(|s| u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..at + 8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+    b.get(at..at.checked_add(8)?).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
 }
 
 /// The entries of the archive in `bytes`.
@@ -39,9 +42,11 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     if count == 0xFFFF || offset == 0xFFFF_FFFF {
         // ZIP64: the locator sits just before the end record.
         let locator = eocd.checked_sub(20).ok_or_else(|| damaged("no ZIP64 locator"))?;
-        let zip64_eocd = u64_at(bytes, locator + 8).ok_or_else(|| damaged("truncated ZIP64 locator"))? as usize;
-        count = u64_at(bytes, zip64_eocd + 32).ok_or_else(|| damaged("truncated ZIP64 record"))?;
-        offset = u64_at(bytes, zip64_eocd + 48).ok_or_else(|| damaged("truncated ZIP64 record"))?;
+        let zip64_eocd = u64_at(bytes, locator + 8).ok_or_else(|| damaged("truncated ZIP64 locator"))?;
+        let zip64_eocd = usize::try_from(zip64_eocd).map_err(|_| damaged("ZIP64 record offset"))?;
+        let record = |off: usize| zip64_eocd.checked_add(off).and_then(|at| u64_at(bytes, at));
+        count = record(32).ok_or_else(|| damaged("truncated ZIP64 record"))?;
+        offset = record(48).ok_or_else(|| damaged("truncated ZIP64 record"))?;
     }
     if count > 1_000_000 {
         return Err(damaged("too many entries"));
