@@ -46,6 +46,7 @@ fn request(n: usize) -> CreateRequest {
             schema: ReportingSchema::Qt,
             currency: None,
             period: Period { from, to },
+            period_from_records: false,
             environment: Environment::Production,
             vendor: r("VA-200-002", "Fieldlink IoT Ltd"),
             provider: r("PA-500-001", "Northwind Distribution"),

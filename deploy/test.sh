@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against the real local stack:
 # installs missing system packages (with headless Chromium for the portal's browser tests),
-# starts the Kafka broker and the S3-compatible server (installing them on first use),
+# starts the Kafka broker and the S3-compatible server (installing them on first use), installs
+# the official Connect Python client into a virtualenv (first use only),
 # runs `cargo test --workspace --locked` (extra arguments are passed on), and stops the services
 # it started, whatever happened.
 set -euo pipefail
@@ -22,6 +23,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$here/stack.sh" up
+# The official Connect Python client, for the compatibility suite.
+"$here/compat/connect-client.sh" install
 eval "$("$here/stack.sh" env)"
 export USAGEFLOW_TEST_KAFKA_BOOTSTRAP USAGEFLOW_TEST_S3_ENDPOINT
 cargo test --workspace --locked "$@"

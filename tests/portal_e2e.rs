@@ -378,6 +378,26 @@ async fn vendor_to_distributor_in_the_browser() {
         ]),
     )
     .unwrap();
+    // A workbook without a required column: the whole file's problem is shown first.
+    let no_column = dir.path().join("october-no-column.xlsx");
+    let columns: Vec<&str> = usageflow_files::write::record_columns(ReportingSchema::Qt)
+        .into_iter()
+        .filter(|c| *c != "asset_search_value")
+        .collect();
+    let rows: Vec<Vec<String>> = [row("r1", "FL-SMS", "10", 1, "AS-1000-0719-1201")]
+        .iter()
+        .map(|r| {
+            let all = usageflow_files::write::record_columns(ReportingSchema::Qt);
+            all.iter().zip(r).filter(|(c, _)| **c != "asset_search_value").map(|(_, v)| v.clone()).collect()
+        })
+        .collect();
+    std::fs::write(&no_column, usageflow_files::write_workbook(&[], &[], &columns, &rows).unwrap()).unwrap();
+    b.upload(&no_column).await;
+    b.wait_text("#file-status", "invalid").await;
+    let problems = b.wait_text("#invalid-rows", "lacks the column").await;
+    assert!(problems.contains("file") && problems.contains("asset_search_value"), "{problems}");
+    b.shot("vendor-file-problem").await;
+
     b.upload(&bad).await;
     b.wait_text("#file-status", "invalid").await;
     let invalid = b.wait_text("#invalid-rows", "r2").await;

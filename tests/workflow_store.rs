@@ -43,6 +43,7 @@ fn request(key: &str) -> CreateRequest {
                 from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
                 to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
             },
+            period_from_records: false,
             environment: Environment::Production,
             vendor: r(VENDOR),
             provider: r(PROVIDER),
@@ -67,7 +68,7 @@ async fn ready_file(wf: &WorkflowStore, key: &str) -> String {
     wf.act(&file.id, FileChange::Upload { object }, &vendor()).await.unwrap();
     wf.act(&file.id, FileChange::Stored, &Actor::system()).await.unwrap();
     wf.act(&file.id, FileChange::ProcessingStarted, &Actor::system()).await.unwrap();
-    let processed = FileChange::Processed { valid: 3, invalid: 0, error_detail: None, processed: None };
+    let processed = FileChange::Processed { valid: 3, invalid: 0, error_detail: None, processed: None, period: None };
     let f = wf.act(&file.id, processed, &Actor::system()).await.unwrap();
     assert_eq!(f.status, FileStatus::Ready);
     file.id
@@ -96,13 +97,16 @@ async fn lifecycle_and_audit_trail(store: Arc<dyn ObjectStore>) {
     assert_eq!(wf.list_ids().await.unwrap(), vec![id.clone()]);
     assert_eq!(wf.list().await.unwrap(), vec![state]);
 
-    // Idempotent create: same key, same file; another key, another file.
+    // Creating with a key returns the file it made only while the vendor may still change that
+    // file: the accepted one is not returned, a new file is made, and that one is returned to a
+    // retry while it is a draft. Another key, another file.
     let again = wf.create(request("lifecycle"), &vendor()).await.unwrap();
-    assert_eq!(again.id, id);
-    assert_eq!(again.status, FileStatus::Accepted);
+    assert_ne!(again.id, id);
+    assert_eq!(again.status, FileStatus::Draft);
+    assert_eq!(wf.create(request("lifecycle"), &vendor()).await.unwrap().id, again.id);
     let other = wf.create(request("another"), &vendor()).await.unwrap();
-    assert_ne!(other.id, id);
-    assert_eq!(wf.list_ids().await.unwrap().len(), 2);
+    assert!(other.id != id && other.id != again.id);
+    assert_eq!(wf.list_ids().await.unwrap().len(), 3);
 }
 
 /// Runs `n` writers at once, each on its own task, and returns their outcomes.

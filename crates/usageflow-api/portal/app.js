@@ -417,7 +417,7 @@ async function filePage(id) {
   const reload = () => route();
   const [history, errors, summary] = await Promise.all([
     call(`/usage/files/${enc(id)}/history`),
-    f.records && f.records.invalid > 0 ? list(`/usage/files/${enc(id)}/errors`, [], 0).catch((e) => ({ failed: e.message })) : null,
+    f.status === 'invalid' || (f.records && f.records.invalid > 0) ? list(`/usage/files/${enc(id)}/errors`, [], 0).catch((e) => ({ failed: e.message })) : null,
     f.records && f.records.valid > 0 ? call(`/usage/files/${enc(id)}/summary`).catch((e) => ({ failed: e.message })) : null,
   ]);
   const unavailable = [errors, summary].filter((x) => x && x.failed).map((x) => h('p', { class: 'muted', id: 'partial-error' }, `Not shown: ${x.failed}`));
@@ -450,9 +450,9 @@ async function filePage(id) {
           t && t.amount ? h('div', { class: 'kpi' }, 'Total amount', h('b', {}, `${t.amount} ${f.currency || ''}`)) : null,
           t ? h('div', { class: 'kpi' }, 'Assets', h('b', {}, t.assets)) : null),
         await fileActions(f, reload), downloads)),
-    errors && errors.items.length ? [h('h2', {}, `Invalid rows (${errors.total})`),
+    errors && errors.items.length ? [h('h2', {}, `Why the file is invalid (${errors.total})`),
       table([
-        { title: 'Row', num: true, cell: (r) => r.row },
+        { title: 'Row', num: true, cell: (r) => (r.row === 0 ? 'file' : r.row) },
         { title: 'Record', cell: (r) => r.record_id || '' },
         { title: 'Asset', cell: (r) => r.asset_search_value || '' },
         { title: 'Item', cell: (r) => r.item_search_value || '' },

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use futures::{StreamExt, TryStreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use usageflow_model::{Chunk, ChunkStep};
 
 use crate::error::{ApiError, ApiResult};
@@ -100,7 +100,7 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
         items.extend(chunks_of(&state, billed).await?.iter().map(|c| chunk_json(c)));
     }
     let (page, total) = select(items, &query, &CHUNKS)?;
-    Ok(page_response(page, query.offset, total))
+    Ok(page_response(page, &query, total))
 }
 
 pub(crate) async fn detail(
@@ -144,8 +144,13 @@ pub(crate) async fn close(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     visible(&state, &who, &id).await?;
-    let body: Value = parse_json(&body)?;
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json(&body)? };
     let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    if s("external_billing_id").trim().is_empty() {
+        return Err(ApiError::invalid(
+            "external_billing_id is required to close a chunk: the body is {\"external_billing_id\": \"…\", \"external_billing_note\": \"…\"}",
+        ));
+    }
     let step = ChunkStep::Close {
         external_billing_id: s("external_billing_id"),
         external_billing_note: s("external_billing_note"),

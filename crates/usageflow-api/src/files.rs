@@ -80,7 +80,7 @@ fn uri(file: &UsageFile, what: &str, object: &Option<StoredObject>) -> Value {
 pub(crate) fn file_json(file: &UsageFile) -> Value {
     let mut v = serde_json::to_value(file).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
-        for internal in ["uploaded_file", "processed_file", "version", "all_approved"] {
+        for internal in ["uploaded_file", "processed_file", "version", "all_approved", "period_from_records"] {
             o.remove(internal);
         }
         o.insert("usage_file_uri".into(), uri(file, "usagefile", &file.uploaded_file));
@@ -111,7 +111,7 @@ pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery
     let visible: Vec<&Value> =
         files.iter().zip(json.iter()).filter(|(f, _)| sees_file(&who, f)).map(|(_, v)| v).collect();
     let (page, total) = select(visible, &query, &FILES)?;
-    Ok(page_response(page, query.offset, total))
+    Ok(page_response(page, &query, total))
 }
 
 pub(crate) async fn detail(
@@ -129,12 +129,25 @@ fn text_of<'a>(body: &'a Value, keys: &[&str]) -> Option<&'a str> {
     })
 }
 
+/// The period of a create or update body: `period: {from, to}` (the spec's), or the older
+/// SDKs' `period_from` / `period_to`; absent when neither is given.
 fn period_of(body: &Value) -> ApiResult<Option<Period>> {
-    let Some(p) = body.get("period").filter(|p| !p.is_null()) else { return Ok(None) };
+    let nested = body.get("period").filter(|p| !p.is_null());
+    let flat = ["period_from", "period_to"].iter().any(|k| body.get(*k).is_some_and(|v| !v.is_null()));
+    if nested.is_none() && !flat {
+        return Ok(None);
+    }
     let day = |k: &str| -> ApiResult<chrono::NaiveDate> {
-        let t = p.get(k).and_then(Value::as_str).ok_or_else(|| ApiError::invalid(format!("period.{k} is required")))?;
+        let value = match nested {
+            Some(p) => p.get(k),
+            None => body.get(format!("period_{k}").as_str()),
+        };
+        let name = if nested.is_some() { format!("period.{k}") } else { format!("period_{k}") };
+        let t = value
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid(format!("{name} is required with the other end of the period")))?;
         chrono::NaiveDate::parse_from_str(t.get(..10).unwrap_or(t), "%Y-%m-%d")
-            .map_err(|_| ApiError::invalid(format!("period.{k} `{t}` is not a date (YYYY-MM-DD)")))
+            .map_err(|_| ApiError::invalid(format!("{name} is not a date (YYYY-MM-DD)")))
     };
     Ok(Some(Period { from: day("from")?, to: day("to")? }))
 }
@@ -152,7 +165,8 @@ pub(crate) async fn create(State(state): State<AppState>, who: Principal, body: 
         Some(p) if p.vendor == who.account => {}
         _ => return Err(ApiError::not_found("product", product)),
     }
-    let period = period_of(&body)?.ok_or_else(|| ApiError::invalid("period.from and period.to are required"))?;
+    // Without a period, the period follows the records uploaded (see `CreateFile::period`).
+    let period = period_of(&body)?;
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
     let req = CreateFile {
         product: product.to_owned(),
@@ -211,14 +225,19 @@ impl Upload {
 pub(crate) async fn multipart_file(mut form: Multipart, names: &[&str]) -> ApiResult<Upload> {
     let mut found = None;
     let mut fields = std::collections::HashMap::new();
-    while let Some(field) =
-        form.next_field().await.map_err(|e| ApiError::invalid(format!("the multipart body cannot be read: {e}")))?
-    {
+    // A body over `api.max_body_bytes` is a 413 (its message is the server's), not a bad body.
+    let unreadable = |e: axum::extract::multipart::MultipartError, what: String| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "REQ_001", "the request body is too large")
+        } else {
+            ApiError::invalid(format!("{what} cannot be read: {e}"))
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(|e| unreadable(e, "the multipart body".to_owned()))? {
         let name = field.name().unwrap_or_default().to_owned();
         if names.contains(&name.as_str()) {
             let filename = field.file_name().unwrap_or("upload.xlsx").to_owned();
-            let bytes =
-                field.bytes().await.map_err(|e| ApiError::invalid(format!("part `{name}` cannot be read: {e}")))?;
+            let bytes = field.bytes().await.map_err(|e| unreadable(e, format!("part `{name}`")))?;
             found = Some((filename, bytes.to_vec()));
         } else if let Ok(text) = field.text().await {
             fields.insert(name, text);
@@ -297,7 +316,10 @@ pub(crate) async fn close(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    step(&state, &who, &id, FileChange::Close).await
+    let closed = step(&state, &who, &id, FileChange::Close).await?;
+    // The file's records closed with it, and so do its chunks.
+    state.service.settle_chunks(&id).await?;
+    Ok(closed)
 }
 
 pub(crate) async fn delete(
@@ -348,7 +370,7 @@ pub(crate) async fn categories(
         }
     }
     let (page, total) = select(items, &query, &CATEGORIES)?;
-    Ok(page_response(page, query.offset, total))
+    Ok(page_response(page, &query, total))
 }
 
 pub(crate) fn xlsx_response(bytes: Vec<u8>, filename: &str) -> Response {
@@ -462,9 +484,10 @@ pub(crate) async fn history(
     Ok(Json(steps))
 }
 
-/// `GET /usage/files/{id}/errors`: the invalid rows of the last processed upload, with the
-/// reasons (read from the processed workbook's `status` and `error` columns), and the
-/// file-level problem if the workbook could not be validated at all.
+/// `GET /usage/files/{id}/errors`: every reason the last upload is invalid. First the
+/// problems of the whole file, as rows numbered 0 (a missing column, a bad `categories` sheet,
+/// a workbook that cannot be read at all), then the invalid rows with their reasons (read from
+/// the processed workbook's `status` and `error` columns).
 pub(crate) async fn errors(
     State(state): State<AppState>,
     who: Principal,
@@ -473,11 +496,19 @@ pub(crate) async fn errors(
 ) -> ApiResult<Response> {
     let query = state.rql(q.as_deref())?;
     let file = visible_file(&state, &who, &id).await?;
+    let file_problem = |reason: &str| {
+        json!({"row": 0, "record_id": null, "asset_search_value": null, "item_search_value": null,
+            "quantity": null, "error": reason})
+    };
     let mut rows = Vec::new();
     if let Some(object) = &file.processed_file {
         let bytes = state.service.document(object).await?;
         let book = usageflow_files::read_workbook(&bytes, &usageflow_files::ReadLimits::default())
             .map_err(|e| ApiError::internal(format!("the processed file cannot be read: {e}")))?;
+        let mut file_errors: Vec<(u32, &String)> =
+            book.general.iter().filter_map(|(k, v)| Some((k.strip_prefix("error_")?.parse().ok()?, v))).collect();
+        file_errors.sort();
+        rows.extend(file_errors.into_iter().map(|(_, reason)| file_problem(reason)));
         for row in book.records.iter().filter(|r| r.get("status") == Some("invalid")) {
             let cell = |c: &str| row.get(c).map_or(Value::Null, |v| json!(v));
             rows.push(json!({
@@ -489,9 +520,14 @@ pub(crate) async fn errors(
                 "error": cell("error"),
             }));
         }
+    } else if file.status == usageflow_model::FileStatus::Invalid
+        && let Some(detail) = &file.error_detail
+    {
+        // The workbook could not be read: its reason is the only one.
+        rows.push(file_problem(detail));
     }
     let (page, total) = select(rows, &query, &ERRORS)?;
-    let mut response = page_response(page, query.offset, total);
+    let mut response = page_response(page, &query, total);
     if let Some(detail) = &file.error_detail
         && let Ok(value) = axum::http::HeaderValue::from_str(&detail.replace(['\r', '\n'], " "))
     {

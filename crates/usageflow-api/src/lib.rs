@@ -268,19 +268,52 @@ pub fn router(state: AppState) -> Router {
                 response
             }
         }));
-    Router::new()
+    let routes = Router::new()
         .nest("/public/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(portal::to_portal))
         .route("/portal", get(portal::to_portal))
         .route("/portal/", get(portal::index))
         .route("/portal/{file}", get(portal::file))
-        .with_state(state)
+        .with_state(state);
+    // Connect answers its paths with or without a trailing slash, and the older SDKs call
+    // `usage/files/`, `usage/files/{id}/upload/` and `usage/products/{id}/template/`: the API's
+    // paths are routed without it (the portal's `/portal/` keeps its own).
+    Router::new().fallback_service(tower::service_fn(move |mut request: axum::extract::Request| {
+        if let Some(path) = trimmed_api_path(request.uri()) {
+            let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            if let Ok(uri) = format!("{path}{query}").parse() {
+                *request.uri_mut() = uri;
+            }
+        }
+        tower::ServiceExt::oneshot(routes.clone(), request)
+    }))
+}
+
+/// An API path (`/public/v1/…/`) without its trailing slashes, if it has any.
+fn trimmed_api_path(uri: &axum::http::Uri) -> Option<&str> {
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    (path.starts_with("/public/v1/") && trimmed.len() < path.len() && trimmed.len() > "/public/v1".len())
+        .then_some(trimmed)
 }
 
 #[cfg(test)]
 mod limit_tests {
     use super::*;
+
+    #[test]
+    fn api_paths_are_routed_without_their_trailing_slash() {
+        let trimmed = |p: &str| trimmed_api_path(&p.parse().unwrap()).map(str::to_owned);
+        assert_eq!(trimmed("/public/v1/usage/files/").as_deref(), Some("/public/v1/usage/files"));
+        assert_eq!(
+            trimmed("/public/v1/usage/files/UF-1/upload/?x=1").as_deref(),
+            Some("/public/v1/usage/files/UF-1/upload")
+        );
+        assert_eq!(trimmed("/public/v1/usage/files"), None);
+        assert_eq!(trimmed("/public/v1/"), None);
+        assert_eq!(trimmed("/portal/"), None);
+    }
 
     #[test]
     fn an_account_runs_at_most_its_queries_at_once() {

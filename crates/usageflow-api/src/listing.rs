@@ -251,10 +251,37 @@ pub fn content_range(offset: usize, count: usize, total: usize) -> String {
     if count == 0 { format!("items 0-0/{total}") } else { format!("items {}-{}/{}", offset, offset + count - 1, total) }
 }
 
-/// A page as a response: the JSON array and `Content-Range`.
-pub fn page_response<T: serde::Serialize>(page: Vec<T>, offset: usize, total: usize) -> Response {
-    let range = content_range(offset, page.len(), total);
-    let mut response = Json(page).into_response();
+/// Removes the fields that `select(-path, …)` takes away from an object (a dotted path removes
+/// a nested field). Fields named without `-` are added fields in Connect's RQL (`select(+x)`
+/// asks for a field hidden by default); the usage objects hide none, so they change nothing.
+pub fn apply_select(value: &mut Value, select: &[String]) {
+    for path in select.iter().filter_map(|s| s.strip_prefix('-')) {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let parent = parts.iter().try_fold(&mut *value, |v, part| v.get_mut(*part));
+        if let Some(Value::Object(o)) = parent {
+            o.remove(last);
+        }
+    }
+}
+
+/// A page as a response: the JSON array, with the query's `select` applied, and
+/// `Content-Range`.
+pub fn page_response<T: serde::Serialize>(page: Vec<T>, query: &Query, total: usize) -> Response {
+    let range = content_range(query.offset, page.len(), total);
+    let mut response = if query.select.iter().any(|s| s.starts_with('-')) {
+        let items: Vec<Value> = page
+            .into_iter()
+            .map(|item| {
+                let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+                apply_select(&mut v, &query.select);
+                v
+            })
+            .collect();
+        Json(items).into_response()
+    } else {
+        Json(page).into_response()
+    };
     if let Ok(v) = HeaderValue::from_str(&range) {
         response.headers_mut().insert(header::CONTENT_RANGE, v);
     }
@@ -320,6 +347,15 @@ mod tests {
         assert!(e.errors[0].contains("filterable fields: id, status"), "{e:?}");
         let e = select(items(), &parse("ordering(status)").unwrap(), &C).unwrap_err();
         assert_eq!(e.code, "RQL_003");
+    }
+
+    #[test]
+    fn select_takes_fields_away() {
+        let mut v = json!({"id": "T-1", "events": {"created": {"at": "x"}, "uploaded": 1}, "stats": {"n": 1}});
+        apply_select(&mut v, &["-events.created".into(), "id".into(), "-stats".into(), "-no.such".into()]);
+        assert_eq!(v, json!({"id": "T-1", "events": {"uploaded": 1}}));
+        let response = page_response(vec![json!({"id": 1, "events": 2})], &parse("select(-events)").unwrap(), 1);
+        assert_eq!(response.headers()[header::CONTENT_RANGE], "items 0-0/1");
     }
 
     #[test]

@@ -23,7 +23,13 @@ pub const ENDPOINTS: &[(&str, &str, &str, u16, bool)] = &[
     ("post", "/usage/files/{id}/reconciliation", "Upload a reconciliation (multipart `recon_file`)", 201, false),
     ("get", "/usage/files/{id}/categories", "Categories of a file", 200, true),
     ("get", "/usage/files/{id}/history", "Audit trail: every workflow step, who, when, resulting status", 200, false),
-    ("get", "/usage/files/{id}/errors", "Invalid rows of the last upload with their reasons", 200, true),
+    (
+        "get",
+        "/usage/files/{id}/errors",
+        "Why the last upload is invalid: problems of the whole file (row 0), then each invalid row with its reasons",
+        200,
+        true,
+    ),
     ("get", "/usage/files/{id}/summary", "Review summary: totals, per item, top assets, per day", 200, false),
     ("get", "/usage/files/{id}/usagefile", "Download the uploaded spreadsheet", 200, false),
     ("get", "/usage/files/{id}/processedfile", "Download the processed spreadsheet", 200, false),
@@ -86,7 +92,7 @@ fn operation(method: &str, path: &str, summary: &str, status: u16, paged: bool) 
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
     if paged {
-        params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}));
+        params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}}));
         params
             .push(json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}));
     }

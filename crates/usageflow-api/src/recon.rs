@@ -89,7 +89,7 @@ pub(crate) async fn list(state: &AppState, who: &Principal, query: &Query) -> Ap
         Vec::new()
     };
     let (page, total) = select(items, query, &RECONS)?;
-    Ok(page_response(page, query.offset, total))
+    Ok(page_response(page, query, total))
 }
 
 async fn save(state: &AppState, stored: &StoredRecon, version: u64) -> ApiResult<()> {

@@ -311,6 +311,10 @@ async fn query_records(state: &AppState, who: &Principal, query: &Query) -> ApiR
     let ctx = session(state, &files, reseller.as_deref()).await?;
     let picked = ctx.table("records").await.map_err(engine)?.filter(filter).map_err(engine)?;
     let total = picked.clone().count().await.map_err(engine)?;
+    if query.page_size() == 0 {
+        // `limit=0`: the count alone (how Connect's clients count a collection).
+        return Ok((Vec::new(), total));
+    }
     let mut order = query
         .ordering
         .iter()
@@ -334,7 +338,7 @@ async fn query_records(state: &AppState, who: &Principal, query: &Query) -> ApiR
 pub(crate) async fn list(State(state): State<AppState>, who: Principal, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = state.rql(q.as_deref())?;
     let (items, total) = query_records(&state, &who, &query).await?;
-    Ok(page_response(items, query.offset, total))
+    Ok(page_response(items, &query, total))
 }
 
 async fn one(state: &AppState, who: &Principal, id: &str) -> ApiResult<ApiRecord> {
@@ -402,6 +406,21 @@ pub(crate) async fn close_one(
     change_one(&state, &who, &id, close_request(&id, &body)).await
 }
 
+/// One entry of the bulk close answer, in the spec's shape: `status` is the record's status
+/// after the call (`closed`, or the one it kept when refused; `invalid` for an id that names
+/// no record the caller can see), `error_codes` and `error_details` strings, null on success.
+fn close_entry(id: &str, outcome: Result<RecordStatus, String>, status: Option<RecordStatus>) -> Value {
+    match outcome {
+        Ok(status) => json!({"id": id, "status": status.as_str(), "error_codes": null, "error_details": null}),
+        Err(reason) => json!({
+            "id": id,
+            "status": status.map_or("invalid", RecordStatus::as_str),
+            "error_codes": "USG_007",
+            "error_details": reason,
+        }),
+    }
+}
+
 /// Closes records in bulk: 206 with one result per record, in the order given.
 pub(crate) async fn close_many(State(state): State<AppState>, who: Principal, body: Bytes) -> ApiResult<Response> {
     let body: Vec<Value> = parse_json(&body)?;
@@ -412,11 +431,10 @@ pub(crate) async fn close_many(State(state): State<AppState>, who: Principal, bo
     let mut by_file: HashMap<String, Vec<(usize, RecordRequest)>> = HashMap::new();
     for (i, item) in body.iter().enumerate() {
         let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
-        let fail = |reason: String| {
-            Some(json!({"id": id, "status": "failed", "error_codes": ["USG_007"], "error_details": [reason]}))
-        };
         match usageflow_model::ids::file_of_record(id) {
-            None => results[i] = fail(format!("`{id}` is not a usage record id")),
+            None => {
+                results[i] = Some(close_entry(id, Err("the id is not a usage record id (UR-…)".to_owned()), None));
+            }
             Some(file) => by_file.entry(file).or_default().push((i, close_request(id, item))),
         }
     }
@@ -435,18 +453,12 @@ pub(crate) async fn close_many(State(state): State<AppState>, who: Principal, bo
                 .map(|(_, r)| usageflow_files::RecordOutcome {
                     id: r.id().to_owned(),
                     result: Err(format!("usage record {} does not exist", r.id())),
+                    status: None,
                 })
                 .collect()
         };
         for ((i, _), outcome) in requests.iter().zip(outcomes) {
-            results[*i] = Some(match outcome.result {
-                Ok(status) => {
-                    json!({"id": outcome.id, "status": status.as_str(), "error_codes": [], "error_details": []})
-                }
-                Err(reason) => {
-                    json!({"id": outcome.id, "status": "failed", "error_codes": ["USG_007"], "error_details": [reason]})
-                }
-            });
+            results[*i] = Some(close_entry(&outcome.id, outcome.result, outcome.status));
         }
     }
     Ok((StatusCode::PARTIAL_CONTENT, Json(results.into_iter().flatten().collect::<Vec<_>>())).into_response())
@@ -488,15 +500,19 @@ async fn aggregate(state: &AppState, who: &Principal, query: &Query, asset: Opti
     let ctx = session(state, &files, reseller.as_deref()).await?;
     let picked = ctx.table("records").await.map_err(engine)?.filter(filter).map_err(engine)?;
     ctx.register_table("picked", picked.into_view()).map_err(engine)?;
+    // The currency is the one of the amounts: a record without an amount (a QT file, whatever
+    // its currency field says) does not split an asset and item in two.
     let sql = "SELECT asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
-         item_mpn, item_precision, item_type, usagefile_currency AS currency, \
+         item_mpn, item_precision, item_type, \
+         CASE WHEN amount IS NULL THEN NULL ELSE usagefile_currency END AS currency, \
          SUM(usage) AS consumed, \
          SUM(CASE WHEN status IN ('approved', 'closed') THEN usage ELSE 0 END) AS accepted, \
          SUM(amount) AS amount, MAX(created_time) AS last_reported \
          FROM picked WHERE status NOT IN ('invalid', 'rejected') \
          GROUP BY asset_id, asset_external_id, asset_external_uid, item_id, item_local_id, item_name, item_unit, \
-         item_mpn, item_precision, item_type, usagefile_currency ORDER BY asset_id, item_id";
-    let all = rows(&usageflow_query::collect(&ctx, sql).await?)?;
+         item_mpn, item_precision, item_type, CASE WHEN amount IS NULL THEN NULL ELSE usagefile_currency END \
+         ORDER BY asset_id, item_id, item_local_id, item_mpn, item_name, currency NULLS LAST";
+    let all = merge_currencies(rows(&usageflow_query::collect(&ctx, sql).await?)?);
     let total = all.len();
     #[derive(Serialize)]
     struct Aggregate {
@@ -527,7 +543,56 @@ async fn aggregate(state: &AppState, who: &Principal, query: &Query, asset: Opti
             }
         })
         .collect();
-    Ok(page_response(page, query.offset, total))
+    Ok(page_response(page, query, total))
+}
+
+/// One aggregate per asset and item: the quantities reported without an amount join the row
+/// of the amounts' currency when there is one currency. Amounts in several currencies are never
+/// added together: each currency keeps its row.
+fn merge_currencies(rows: Vec<HashMap<String, Option<String>>>) -> Vec<HashMap<String, Option<String>>> {
+    let key = |r: &HashMap<String, Option<String>>| {
+        ["asset_id", "item_id", "item_local_id", "item_mpn", "item_name"]
+            .map(|k| r.get(k).cloned().flatten().unwrap_or_default())
+    };
+    let sum = |a: &Option<String>, b: &Option<String>| -> Option<String> {
+        let d = |v: &Option<String>| v.as_deref().and_then(|t| Decimal::from_str(t).ok());
+        match (d(a), d(b)) {
+            (Some(x), Some(y)) => Some((x + y).to_string()),
+            (Some(x), None) | (None, Some(x)) => Some(x.to_string()),
+            (None, None) => None,
+        }
+    };
+    let mut out: Vec<HashMap<String, Option<String>>> = Vec::with_capacity(rows.len());
+    let mut i = 0;
+    while i < rows.len() {
+        let k = key(&rows[i]);
+        let mut j = i;
+        while j < rows.len() && key(&rows[j]) == k {
+            j += 1;
+        }
+        let group = &rows[i..j];
+        let currencies = group.iter().filter(|r| r.get("currency").is_some_and(Option::is_some)).count();
+        if currencies <= 1 && group.len() > 1 {
+            let mut merged = group[0].clone();
+            for other in &group[1..] {
+                for column in ["consumed", "accepted", "amount"] {
+                    let total = sum(&merged.get(column).cloned().flatten(), &other.get(column).cloned().flatten());
+                    merged.insert(column.to_owned(), total);
+                }
+                let later =
+                    other.get("last_reported").cloned().flatten().max(merged.get("last_reported").cloned().flatten());
+                merged.insert("last_reported".to_owned(), later);
+                if merged.get("currency").is_none_or(Option::is_none) {
+                    merged.insert("currency".to_owned(), other.get("currency").cloned().flatten());
+                }
+            }
+            out.push(merged);
+        } else {
+            out.extend(group.iter().cloned());
+        }
+        i = j;
+    }
+    out
 }
 
 pub(crate) async fn aggregates(
@@ -725,6 +790,33 @@ pub(crate) async fn file_summary(
 mod tests {
     use super::*;
     use crate::rql::parse;
+
+    #[test]
+    fn aggregates_split_by_currency_only_between_amounts() {
+        let row = |asset: &str, currency: Option<&str>, consumed: &str, amount: Option<&str>| {
+            HashMap::from([
+                ("asset_id".to_owned(), Some(asset.to_owned())),
+                ("item_id".to_owned(), Some("PRD-1-0001".to_owned())),
+                ("currency".to_owned(), currency.map(str::to_owned)),
+                ("consumed".to_owned(), Some(consumed.to_owned())),
+                ("accepted".to_owned(), Some("0".to_owned())),
+                ("amount".to_owned(), amount.map(str::to_owned)),
+                ("last_reported".to_owned(), Some("2026-10-02".to_owned())),
+            ])
+        };
+        let merged = merge_currencies(vec![
+            row("AS-1", Some("USD"), "1.5", Some("3.25")),
+            row("AS-1", None, "2", None),
+            row("AS-2", Some("EUR"), "1", Some("1")),
+            row("AS-2", Some("USD"), "1", Some("2")),
+        ]);
+        assert_eq!(merged.len(), 3, "{merged:?}");
+        assert_eq!(merged[0]["consumed"].as_deref(), Some("3.5"));
+        assert_eq!(merged[0]["amount"].as_deref(), Some("3.25"));
+        assert_eq!(merged[0]["currency"].as_deref(), Some("USD"));
+        assert_eq!(merged[1]["currency"].as_deref(), Some("EUR"));
+        assert_eq!(merged[2]["currency"].as_deref(), Some("USD"));
+    }
 
     #[test]
     fn rql_becomes_an_expression_of_typed_literals() {

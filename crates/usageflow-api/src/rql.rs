@@ -114,7 +114,8 @@ pub struct Query {
     pub filter: Option<Expr>,
     /// Ordering keys.
     pub ordering: Vec<Order>,
-    /// `select(..)` fields (accepted; the objects are returned whole).
+    /// `select(..)` fields: `-path` removes a field (or a nested one) from every object; `path`
+    /// and `+path` add fields hidden by default, of which the usage objects have none.
     pub select: Vec<String>,
     /// `search=`.
     pub search: Option<String>,
@@ -261,8 +262,8 @@ pub fn parse_limited(raw: &str, limits: RqlLimits) -> Result<Query, RqlError> {
             match key.as_str() {
                 "limit" => {
                     let n: usize = value.parse().map_err(|_| bad(format!("limit `{value}` is not a number")))?;
-                    if n == 0 || n > MAX_LIMIT {
-                        return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}, not {n}")));
+                    if n > MAX_LIMIT {
+                        return Err(bad(format!("limit must be between 0 and {MAX_LIMIT}, not {n}")));
                     }
                     query.limit = Some(n);
                 }
@@ -293,8 +294,8 @@ pub fn parse_limited(raw: &str, limits: RqlLimits) -> Result<Query, RqlError> {
                 Node::Ordering(o) => query.ordering.extend(o),
                 Node::Select(s) => query.select.extend(s),
                 Node::Limit(limit, offset) => {
-                    if limit == 0 || limit > MAX_LIMIT {
-                        return Err(p.error(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
+                    if limit > MAX_LIMIT {
+                        return Err(p.error(format!("limit must be between 0 and {MAX_LIMIT}, not {limit}")));
                     }
                     query.limit = Some(limit);
                     query.offset = offset.unwrap_or(query.offset);
@@ -501,9 +502,14 @@ impl Parser<'_> {
                 Node::Ordering(orders(fields.iter().map(String::as_str))?)
             }
             "select" => {
-                let mut fields = vec![self.ident()?];
+                // `+field` and `field` add a field, `-field` takes one away.
+                let field = |p: &mut Self| -> Result<String, RqlError> {
+                    p.eat('+');
+                    p.ident()
+                };
+                let mut fields = vec![field(self)?];
                 while self.eat(',') {
-                    fields.push(self.ident()?);
+                    fields.push(field(self)?);
                 }
                 Node::Select(fields)
             }
@@ -665,7 +671,11 @@ mod tests {
         let e = parse("eq(,ready)").unwrap_err();
         assert_eq!(e.at, 3);
         let e = parse("limit=5000").unwrap_err();
-        assert!(e.reason.contains("between 1 and 1000"), "{e}");
+        assert!(e.reason.contains("between 0 and 1000"), "{e}");
+        // `limit=0` is how Connect's clients count: an empty page and the total.
+        assert_eq!(parse("limit=0&offset=0").unwrap().page_size(), 0);
+        assert_eq!(parse("limit(0)").unwrap().limit, Some(0));
+        assert_eq!(parse("select(-events,+stats,id)").unwrap().select, ["-events", "stats", "id"]);
         let e = parse("and(eq(a,1),ordering(b))").unwrap_err();
         assert!(e.reason.contains("cannot stand inside"), "{e}");
         let e = parse("eq(a,'open").unwrap_err();

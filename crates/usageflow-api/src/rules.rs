@@ -97,7 +97,7 @@ pub(crate) async fn list(
     RULES.check(&query)?;
     let items = readable(&state, &who, &product).await?.iter().map(rule_json).collect();
     let (page, total) = select(items, &query, &RULES)?;
-    Ok(page_response(page, query.offset, total))
+    Ok(page_response(page, &query, total))
 }
 
 pub(crate) async fn detail(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
@@ -96,15 +96,43 @@ async fn access_log(request: Request, next: Next) -> Response {
     response
 }
 
+/// A body over the limit (413) or a request over its time (408), answered in the API's error
+/// shape with the setting that bounds it, whichever layer refused it.
+async fn limit_errors(max_body_bytes: usize, timeout_secs: u64, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => crate::error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "REQ_001",
+            format!(
+                "the request body is larger than the {max_body_bytes} bytes this server accepts (api.max_body_bytes); \
+                 split the records into several files"
+            ),
+        )
+        .into_response(),
+        StatusCode::REQUEST_TIMEOUT => crate::error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQ_002",
+            format!(
+                "the request took longer than {timeout_secs} s (api.request_timeout_secs); an upload being processed \
+                 finishes on its own: read the file's status"
+            ),
+        )
+        .into_response(),
+        _ => response,
+    }
+}
+
 /// The router with the server's layers.
 pub fn app(state: AppState, config: &ApiConfig) -> axum::Router {
+    let (max_body_bytes, timeout_secs) = (config.max_body_bytes, config.request_timeout_secs.max(1));
     crate::router(state)
         .layer(middleware::from_fn(access_log))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.request_timeout_secs.max(1)),
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(timeout_secs)))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            limit_errors(max_body_bytes, timeout_secs, request, next)
+        }))
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 use usageflow_api::{ApiConfig, AppState, KeyRing, Role, StoredKey, auth::digest};
 use usageflow_files::FileService;
@@ -92,7 +92,12 @@ async fn connect_workflow_over_http() {
         .await;
     assert_eq!(closed.status, StatusCode::PARTIAL_CONTENT, "{}", closed.body);
     let statuses: Vec<&str> = closed.body.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["closed", "failed", "failed", "closed"], "{}", closed.body);
+    // Each entry in the spec's shape: the record's status after the call, codes and details
+    // as strings (null when it closed).
+    assert_eq!(statuses, ["closed", "approved", "invalid", "closed"], "{}", closed.body);
+    assert_eq!(closed.body[0]["error_codes"], Value::Null, "{}", closed.body);
+    assert_eq!(closed.body[1]["error_codes"], "USG_007", "{}", closed.body);
+    assert!(closed.body[1]["error_details"].as_str().unwrap().contains("external_billing_id"), "{}", closed.body);
     let r = api.get("northwind", &format!("/usage/records/{}", ids[0])).await;
     assert_eq!((r.body["status"].as_str(), r.body["external_billing_id"].as_str()), (Some("closed"), Some("INV-1")));
     let q = api.get("northwind", "/usage/records?status=closed").await;

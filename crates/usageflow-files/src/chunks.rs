@@ -63,7 +63,10 @@ impl FileService {
             }
             let mut cells = vec![record_id];
             cells.extend(
-                book.columns.iter().filter(|c| *c != "record_id").map(|c| row.get(c).unwrap_or_default().to_owned()),
+                book.columns
+                    .iter()
+                    .filter(|c| *c != "record_id")
+                    .map(|c| crate::validate::normalized_cell(c, row.get(c).unwrap_or_default()).into_owned()),
             );
             cells.push(row.get("record_id").unwrap_or_default().to_owned());
             cells.push(asset.map_or_else(String::new, |a| a.id.clone()));
@@ -224,11 +227,61 @@ impl FileService {
                     .map_err(|e| ServiceError::Document(e.to_string()))?;
                 chunk.events.uploaded = Some(stamp);
             }
-            ChunkStep::Generated | ChunkStep::Failed { .. } => {}
+            ChunkStep::Generated | ChunkStep::Failed { .. } | ChunkStep::RecordsClosed => {}
         }
         chunk.version += 1;
         self.save_chunk(&chunk).await?;
         Ok(chunk)
+    }
+}
+
+impl FileService {
+    /// Brings the chunks of a file up to date with its records' closing: `stats.closed` counts
+    /// the chunk's records that are closed, and a ready chunk whose records are all closed (by
+    /// reconciliation, `close-records`, or closing the file) is closed with them, with their
+    /// billing id when they share one.
+    pub async fn settle_chunks(&self, file_id: &str) -> Result<Vec<Chunk>, ServiceError> {
+        let file = self.workflow().get(file_id).await?;
+        if !file.status.is_billed() {
+            return Ok(Vec::new());
+        }
+        let (_, changes) = self.record_changes(&file).await?;
+        let mut settled = Vec::new();
+        for mut chunk in self.chunks(file_id).await? {
+            if chunk.status != ChunkStatus::Ready {
+                continue;
+            }
+            let Some(object) = &chunk.document else { continue };
+            let book = read_workbook(&self.document(object).await?, &Default::default())
+                .map_err(|e| ServiceError::Document(format!("chunk {}: {e}", chunk.id)))?;
+            let ids: Vec<&str> = book.records.iter().filter_map(|r| r.get("record_id")).collect();
+            let closed: Vec<&crate::records::RecordChange> = ids
+                .iter()
+                .filter_map(|id| changes.get(*id))
+                .filter(|c| c.status == usageflow_model::RecordStatus::Closed)
+                .collect();
+            let all = file.status == usageflow_model::FileStatus::Closed || closed.len() == ids.len();
+            let count = if all { ids.len() as u64 } else { closed.len() as u64 };
+            if count == chunk.stats.closed && !all {
+                continue;
+            }
+            chunk.stats.closed = count;
+            if all {
+                let billing: std::collections::BTreeSet<&str> =
+                    closed.iter().filter_map(|c| c.external_billing_id.as_deref()).collect();
+                let step = ChunkStep::RecordsClosed;
+                chunk.status =
+                    chunk.status.next(&chunk.id, &step).map_err(|e| ServiceError::Document(e.to_string()))?;
+                if let [one] = billing.iter().collect::<Vec<_>>().as_slice() {
+                    chunk.external_billing_id = Some((**one).to_owned());
+                }
+                chunk.events.closed = Some(EventStamp { at: Utc::now(), by: None });
+            }
+            chunk.version += 1;
+            self.save_chunk(&chunk).await?;
+            settled.push(chunk);
+        }
+        Ok(settled)
     }
 }
 

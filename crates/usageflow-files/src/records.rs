@@ -240,6 +240,9 @@ pub struct RecordOutcome {
     pub id: String,
     /// The new status, or why the change was refused.
     pub result: Result<RecordStatus, String>,
+    /// The record's status after the request (unchanged when refused); `None` for a record
+    /// that does not exist.
+    pub status: Option<RecordStatus>,
 }
 
 impl crate::FileService {
@@ -361,7 +364,11 @@ impl crate::FileService {
                         }
                     }
                 };
-                outcomes.push(RecordOutcome { id: id.to_owned(), result });
+                let status = match &result {
+                    Ok(s) => Some(*s),
+                    Err(_) => known.contains(id).then_some(current),
+                };
+                outcomes.push(RecordOutcome { id: id.to_owned(), result, status });
             }
             if outcomes.iter().all(|o| o.result.is_err()) {
                 return Ok(outcomes);
@@ -378,6 +385,7 @@ impl crate::FileService {
                 if file.should_auto_close() {
                     self.workflow().act(file_id, usageflow_model::FileChange::Close, &system).await?;
                 }
+                self.settle_chunks(file_id).await?;
             }
             return Ok(outcomes);
         }

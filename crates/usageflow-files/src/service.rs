@@ -46,15 +46,19 @@ pub struct CreateFile {
     pub product: String,
     /// Distribution contract.
     pub contract: String,
-    /// Period.
-    pub period: Period,
+    /// Period; `None` makes the period follow the records of the file's uploads until it is
+    /// submitted (what Connect's older SDKs rely on: they send no period).
+    pub period: Option<Period>,
     /// Name (defaults to the period).
     pub name: Option<String>,
     /// Description.
     pub description: String,
     /// Vendor's note.
     pub note: String,
-    /// Vendor's reference; creating twice with the same reference returns the first file.
+    /// Vendor's reference. The same request (this reference and every other field) made again
+    /// while the file it created is still the vendor's to change returns that file: the retry of
+    /// a create whose answer was lost. A different request, or one after that file was
+    /// submitted or deleted, creates a new file.
     pub external_id: String,
     /// Currency (defaults to the marketplace's for schemas with amounts).
     pub currency: Option<String>,
@@ -136,8 +140,11 @@ impl FileService {
             .currency
             .clone()
             .or_else(|| schema.requires_currency().then(|| scope.marketplace.map(|m| m.currency.clone())).flatten());
-        let name = req.name.clone().unwrap_or_else(|| {
-            format!("{} - {}", req.period.from.format("%m/%d/%Y"), req.period.to.format("%m/%d/%Y"))
+        let now = Utc::now();
+        let period = req.period.unwrap_or_else(|| Period::month_of(now.date_naive()));
+        let name = req.name.clone().unwrap_or_else(|| match req.period {
+            Some(p) => format!("{} - {}", p.from.format("%m/%d/%Y"), p.to.format("%m/%d/%Y")),
+            None => format!("Usage reported {}", now.format("%m/%d/%Y %H:%M")),
         });
         let vendor = scope.vendor.map_or_else(|| r(&product.vendor, ""), |a| r(&a.id, &a.name));
         let provider = scope.provider.map_or_else(|| r(&scope.contract.provider, ""), |a| r(&a.id, &a.name));
@@ -148,10 +155,24 @@ impl FileService {
                 vendor.id,
                 product.id,
                 scope.contract.id,
-                Utc::now().timestamp_nanos_opt().unwrap_or_default()
+                now.timestamp_nanos_opt().unwrap_or_default()
             )
         } else {
-            format!("{}|{}|{}|{}", vendor.id, product.id, scope.contract.id, req.external_id)
+            // The whole request, so that reusing a reference for another file creates one; a
+            // request without a period is the same only on the same day.
+            let content = serde_json::json!({
+                "name": req.name, "description": req.description, "note": req.note, "currency": req.currency,
+                "period": req.period.map_or_else(|| format!("records of {}", now.date_naive()), |p| format!("{}..{}", p.from, p.to)),
+                "corrects": req.corrects,
+            });
+            format!(
+                "{}|{}|{}|{}|{}",
+                vendor.id,
+                product.id,
+                scope.contract.id,
+                req.external_id,
+                &sha2_hex(content.to_string().as_bytes())[..16]
+            )
         };
         let file = NewFile {
             id: String::new(),
@@ -161,7 +182,8 @@ impl FileService {
             external_id: req.external_id,
             schema,
             currency,
-            period: req.period,
+            period,
+            period_from_records: req.period.is_none(),
             environment: Environment::Production,
             vendor,
             provider,
@@ -338,6 +360,7 @@ impl FileService {
                     invalid: 0,
                     error_detail: Some(truncate(&format!("the upload could not be processed: {err}"))),
                     processed: None,
+                    period: None,
                 };
                 (change, Validation::default())
             }
@@ -357,11 +380,22 @@ impl FileService {
                     invalid: 0,
                     error_detail: Some(truncate(&err.to_string())),
                     processed: None,
+                    period: None,
                 };
                 return Ok((change, Validation::default()));
             }
             Ok(book) => book,
         };
+        // A file created without a period covers the days of its records.
+        let period = file.period_from_records.then(|| records_period(&book)).flatten();
+        let mut file = std::borrow::Cow::Borrowed(file);
+        if let Some(p) = period {
+            let f = file.to_mut();
+            f.period = p;
+            f.start_datetime_utc = p.start_utc();
+            f.end_datetime_utc = p.end_utc();
+        }
+        let file = file.as_ref();
         let ctx = self.context_of(file);
         let validation = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| validate(&book, &ctx)))
             .map_err(|_| ServiceError::Document("the workbook's rows could not be validated".into()))?;
@@ -370,30 +404,27 @@ impl FileService {
         let stored =
             self.put(&base.join("processed").join(name), processed, &format!("{}-PROCESSED.xlsx", file.id)).await?;
         if let Some(records_path) = crate::records::records_object_path(&stored) {
-            let batch = crate::records::records_batch(file, &book, &validation, &self.catalogue)?;
+            // An invalid upload has no records: nothing of it is listed, queried or billed.
+            let batch = if validation.is_valid() {
+                crate::records::records_batch(file, &book, &validation, &self.catalogue)?
+            } else {
+                arrow::array::RecordBatch::new_empty(crate::records::file_records_schema())
+            };
             let bytes = usageflow_lake::tables::to_parquet(&batch)
                 .map_err(|e| ServiceError::Document(format!("cannot write {records_path}: {e}")))?;
             self.put(&records_path, bytes.to_vec(), "records.parquet").await?;
         }
-        let invalid = validation.invalid_rows() as u64;
+        let (valid, invalid) = counts(&book, &validation);
         let file_errors: Vec<&str> =
             validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();
         let error_detail = if !file_errors.is_empty() {
             Some(truncate(&file_errors.join("; ")))
         } else if invalid > 0 {
-            Some(truncate(&format!(
-                "{invalid} of {} records are invalid; see the processed file",
-                validation.valid.len() as u64 + invalid
-            )))
+            Some(truncate(&format!("{invalid} of {} records are invalid; see the processed file", valid + invalid)))
         } else {
             None
         };
-        let change = FileChange::Processed {
-            valid: validation.valid.len() as u64,
-            invalid,
-            error_detail,
-            processed: Some(stored),
-        };
+        let change = FileChange::Processed { valid, invalid, error_detail, processed: Some(stored), period };
         Ok((change, validation))
     }
 
@@ -428,6 +459,7 @@ impl FileService {
                         "the upload was interrupted before the workbook was stored; upload it again".into(),
                     ),
                     processed: None,
+                    period: None,
                 };
                 settled.push(self.workflow.act(&file.id, change, &system).await?);
                 continue;
@@ -441,7 +473,10 @@ impl FileService {
         Ok(settled)
     }
 
-    /// The processed workbook: the uploaded records with `status` and `error` columns.
+    /// The processed workbook: the uploaded records with `status` and `error` columns (times
+    /// in Connect's `YYYY-MM-DD hh:mm:ss`). A problem of the whole file (a missing column, a
+    /// bad `categories` sheet) is every row's: each row is `invalid` with it, and `general`
+    /// lists each one as `error_1`, `error_2`, ….
     fn processed_workbook(
         &self,
         file: &UsageFile,
@@ -450,30 +485,35 @@ impl FileService {
     ) -> Result<Vec<u8>, ServiceError> {
         let mut columns: Vec<&str> = book.columns.iter().map(String::as_str).collect();
         columns.extend(["status", "error"]);
+        let file_errors: Vec<&str> =
+            validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();
         let rows: Vec<Vec<String>> = book
             .records
             .iter()
             .map(|row| {
                 let errors = validation.errors_of(row.row);
-                let mut cells: Vec<String> =
-                    book.columns.iter().map(|c| row.get(c).unwrap_or_default().to_owned()).collect();
-                cells.push(if errors.is_empty() { "valid".into() } else { "invalid".into() });
-                cells.push(
-                    errors
-                        .iter()
-                        .map(|e| match &e.column {
-                            Some(c) => format!("{c}: {}", e.reason),
-                            None => e.reason.clone(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                );
+                let mut cells: Vec<String> = book
+                    .columns
+                    .iter()
+                    .map(|c| crate::validate::normalized_cell(c, row.get(c).unwrap_or_default()).into_owned())
+                    .collect();
+                let reasons: Vec<String> = errors
+                    .iter()
+                    .map(|e| match &e.column {
+                        Some(c) => format!("{c}: {}", e.reason),
+                        None => e.reason.clone(),
+                    })
+                    .chain(file_errors.iter().map(|e| format!("file: {e}")))
+                    .collect();
+                cells.push(if reasons.is_empty() { "valid".into() } else { "invalid".into() });
+                cells.push(reasons.join("; "));
                 cells
             })
             .collect();
-        let invalid = validation.invalid_rows();
+        let (valid, invalid) = counts(book, validation);
         let status = if validation.is_valid() { "valid" } else { "invalid" };
-        let general = general_attributes(file, Some((status, validation.valid.len(), invalid)));
+        let mut general = general_attributes(file, Some((status, valid as usize, invalid as usize)));
+        general.extend(file_errors.iter().enumerate().map(|(i, e)| (format!("error_{}", i + 1), (*e).to_owned())));
         write_workbook(&general, &validation.categories, &columns, &rows)
             .map_err(|e| ServiceError::Document(e.to_string()))
     }
@@ -577,7 +617,7 @@ impl FileService {
             let req = CreateFile {
                 product: product.to_owned(),
                 contract: contract.to_owned(),
-                period,
+                period: Some(period),
                 name: None,
                 description: if corrects.is_some() {
                     "Correction compiled from the usage lake"
@@ -644,6 +684,24 @@ pub fn general_attributes(file: &UsageFile, outcome: Option<(&str, usize, usize)
         ("distribution_contract_name", file.contract.name.clone()),
     ]);
     attributes.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Valid and invalid records of an upload: with a problem of the whole file, every row is
+/// invalid.
+fn counts(book: &crate::xlsx::UsageWorkbook, validation: &Validation) -> (u64, u64) {
+    if validation.errors.iter().any(|e| e.row == 0) {
+        (0, book.records.len() as u64)
+    } else {
+        (validation.valid.len() as u64, validation.invalid_rows() as u64)
+    }
+}
+
+/// The days a workbook's records cover (their readable start and end times), if any.
+fn records_period(book: &crate::xlsx::UsageWorkbook) -> Option<Period> {
+    let times = |column: &'static str| {
+        book.records.iter().filter_map(move |r| r.get(column).and_then(crate::validate::parse_utc))
+    };
+    Period::covering(times("start_time_utc"), times("end_time_utc"))
 }
 
 fn placeholder() -> StoredObject {

@@ -15,10 +15,13 @@
 //!   product and distribution contract;
 //! * `quantity` (and `amount`) decimal, not negative, within the item's precision;
 //! * `tier` 0, 1 or 2 for TR, naming a tier account the asset has;
-//! * times `YYYY-MM-DD hh:mm:ss` (UTC), start ≤ end, inside the file's period unless the
-//!   product accepts late (before) or future (after) charges;
-//! * `category_id` defined in the `categories` sheet (rows without one get `generic_category`
-//!   when the workbook defines no categories);
+//! * times `YYYY-MM-DD hh:mm:ss` (UTC, Connect's own files) or ISO 8601 in UTC
+//!   (`YYYY-MM-DDThh:mm:ss`, with optional fractions of a second and `Z` or `+00:00`, what
+//!   vendors' tools write), start ≤ end, inside the file's period unless the product accepts
+//!   late (before) or future (after) charges; written back as `YYYY-MM-DD hh:mm:ss`;
+//! * `category_id` defined in the `categories` sheet; a row without one belongs to the file's
+//!   only category when it defines exactly one (Connect's processed files have a `categories`
+//!   sheet and no `category_id` column), and to `generic_category` otherwise;
 //! * no HTML markup in any cell.
 
 use std::collections::{BTreeMap, HashSet};
@@ -153,9 +156,67 @@ pub const REQUIRED_COLUMNS: [&str; 8] = [
     "asset_search_value",
 ];
 
-/// Parses `YYYY-MM-DD hh:mm:ss` (UTC).
+/// Parses a UTC time: `YYYY-MM-DD hh:mm:ss`, or ISO 8601 with a `T`, optional fractions of a
+/// second and an optional `Z`, `+00:00` or `-00:00`.
 pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text.trim(), TIME_FORMAT).ok().map(|t| t.and_utc())
+    parse_time(text).ok()
+}
+
+/// Why a time cell is not a UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeError {
+    /// Not a time in either form.
+    Malformed,
+    /// A time with an offset other than UTC.
+    NotUtc,
+}
+
+/// Parses a UTC time like [`parse_utc`], telling a time in another zone from text that is no
+/// time at all.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
+    let text = text.trim();
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, TIME_FORMAT) {
+        return Ok(t.and_utc());
+    }
+    let (local, zero_offset) = match text.strip_suffix(['Z', 'z']) {
+        Some(rest) => (rest, true),
+        None => match text.len().checked_sub(6).and_then(|at| text.get(at..).map(|o| (at, o))) {
+            Some((at, offset))
+                if (offset.starts_with('+') || offset.starts_with('-')) && offset.get(3..4) == Some(":") =>
+            {
+                (&text[..at], offset[1..].bytes().all(|b| b == b'0' || b == b':'))
+            }
+            _ => (text, true),
+        },
+    };
+    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(local, f).ok())
+        .ok_or(TimeError::Malformed)?;
+    if zero_offset { Ok(naive.and_utc()) } else { Err(TimeError::NotUtc) }
+}
+
+/// A time as Connect writes it, `YYYY-MM-DD hh:mm:ss` (with the fraction of a second, if any).
+pub fn format_utc(t: DateTime<Utc>) -> String {
+    if t.timestamp_subsec_nanos() == 0 {
+        t.format(TIME_FORMAT).to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.f").to_string()
+    }
+}
+
+/// A record cell as written to the processed workbook and chunks: times in Connect's form,
+/// everything else as uploaded.
+pub fn normalized_cell<'a>(column: &str, value: &'a str) -> std::borrow::Cow<'a, str> {
+    if matches!(column, "start_time_utc" | "end_time_utc")
+        && let Ok(t) = parse_time(value)
+    {
+        let canonical = format_utc(t);
+        if canonical != value {
+            return std::borrow::Cow::Owned(canonical);
+        }
+    }
+    std::borrow::Cow::Borrowed(value)
 }
 
 fn has_markup(text: &str) -> bool {
@@ -263,10 +324,13 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
     if book.records.is_empty() {
         file_error(&mut out, format!("sheet `{}` has no records below its header row", book.records_sheet));
     }
-    if out.categories.is_empty() {
-        out.categories.push(Category::generic());
-    }
-    let known_categories: HashSet<&str> = out.categories.iter().map(|c| c.id.as_str()).collect();
+    // Rows without a category: the file's only category, or the generic one.
+    let default_category = match out.categories.as_slice() {
+        [only] => only.id.clone(),
+        _ => Category::generic().id,
+    };
+    let mut uses_generic = out.categories.is_empty();
+    let known_categories: HashSet<String> = out.categories.iter().map(|c| c.id.clone()).collect();
 
     let mut first_row_of: BTreeMap<&str, u32> = BTreeMap::new();
     let period_start = ctx.period.start_utc();
@@ -440,11 +504,20 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
         // Times.
         let mut time = |column: &str| {
             let text = check.required(column)?.to_owned();
-            let parsed = parse_utc(&text);
-            if parsed.is_none() {
-                check.fail(column, format!("`{text}` is not a UTC time as YYYY-MM-DD hh:mm:ss"));
+            match parse_time(&text) {
+                Ok(t) => Some(t),
+                Err(TimeError::Malformed) => {
+                    check.fail(
+                        column,
+                        format!("`{text}` is not a UTC time as YYYY-MM-DD hh:mm:ss or ISO 8601 (YYYY-MM-DDThh:mm:ssZ)"),
+                    );
+                    None
+                }
+                Err(TimeError::NotUtc) => {
+                    check.fail(column, format!("`{text}` is not in UTC; usage times are UTC (Z or +00:00)"));
+                    None
+                }
             }
-            parsed
         };
         let start = time("start_time_utc");
         let end = time("end_time_utc");
@@ -481,10 +554,9 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
                 check.fail("category_id", format!("category `{c}` is not defined in the `categories` sheet"));
                 c.to_owned()
             }
-            None if book.categories.is_empty() => Category::generic().id,
             None => {
-                check.fail("category_id", "`category_id` is required when the file defines categories");
-                String::new()
+                uses_generic |= default_category == Category::generic().id;
+                default_category.clone()
             }
         };
         for field in &custom {
@@ -522,7 +594,40 @@ pub fn validate(book: &UsageWorkbook, ctx: &FileContext<'_>) -> Validation {
             errors.extend(check.errors);
         }
     }
+    if uses_generic && !out.categories.iter().any(|c| c.id == Category::generic().id) {
+        out.categories.push(Category::generic());
+    }
     out.errors.extend(errors);
     out.valid = valid;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_connects_form_or_iso_8601_in_utc() {
+        let t = |s: &str| parse_time(s).map(format_utc);
+        for ok in [
+            "2026-10-01 08:30:00",
+            "2026-10-01T08:30:00",
+            "2026-10-01T08:30:00Z",
+            "2026-10-01T08:30:00.000Z",
+            "2026-10-01T08:30:00+00:00",
+            "2026-10-01T08:30:00-00:00",
+            " 2026-10-01T08:30:00z ",
+        ] {
+            assert_eq!(t(ok).as_deref(), Ok("2026-10-01 08:30:00"), "{ok}");
+        }
+        assert_eq!(t("2026-10-01T08:30:00.25Z").as_deref(), Ok("2026-10-01 08:30:00.250"));
+        assert_eq!(t("2026-10-01T08:30:00+02:00"), Err(TimeError::NotUtc));
+        assert_eq!(t("2026-10-01T08:30:00-05:00"), Err(TimeError::NotUtc));
+        for bad in ["2026-10-01", "01/10/2026 08:30:00", "2026-13-01T00:00:00Z", "yesterday", ""] {
+            assert_eq!(t(bad), Err(TimeError::Malformed), "{bad}");
+        }
+        assert_eq!(normalized_cell("start_time_utc", "2026-10-01T08:30:00Z"), "2026-10-01 08:30:00");
+        assert_eq!(normalized_cell("start_time_utc", "not a time"), "not a time");
+        assert_eq!(normalized_cell("quantity", "2026-10-01T08:30:00Z"), "2026-10-01T08:30:00Z");
+    }
 }

@@ -4,7 +4,9 @@
 //! `attribute_value`, optional), `categories` (`category_id`, `category_name`,
 //! `category_description`, optional), and the records sheet, `records` or the legacy
 //! `usage_records` (required). Other sheets (`instructions`, `summary`, ...) are ignored.
-//! Columns are found by their header in the first row, so their order does not matter.
+//! Columns are found by their header in the first row, so their order does not matter; the
+//! 2019 template's `usage_record_id` and `usage_record_note` are read as `record_id` and
+//! `record_note`.
 //!
 //! Cells are read as text: strings trimmed; numbers in their shortest exact decimal form
 //! (Excel stores numbers as binary doubles; `4.0000` typed in a cell reads `4`, `0.1` reads
@@ -335,6 +337,29 @@ fn parse_workbook(bytes: &[u8], limits: &ReadLimits) -> Result<UsageWorkbook, Xl
         }
     }
 
-    let sheet = read_sheet(&mut workbook, &records_sheet, limits.max_rows)?;
+    let mut sheet = read_sheet(&mut workbook, &records_sheet, limits.max_rows)?;
+    legacy_names(&mut sheet);
     Ok(UsageWorkbook { sheets, general, categories, records_sheet, columns: sheet.columns, records: sheet.rows })
+}
+
+/// Column names of Connect's 2019 template and the SDKs that followed it, and their names now.
+pub const LEGACY_COLUMNS: [(&str, &str); 2] = [("usage_record_id", "record_id"), ("usage_record_note", "record_note")];
+
+/// Reads the legacy columns under their current names (unless the sheet has both).
+fn legacy_names(sheet: &mut Sheet) {
+    for (old, new) in LEGACY_COLUMNS {
+        if sheet.index.contains_key(new) {
+            continue;
+        }
+        let Some(at) = sheet.index.remove(old) else { continue };
+        sheet.index.insert(new.to_owned(), at);
+        for c in sheet.columns.iter_mut().filter(|c| *c == old) {
+            new.clone_into(c);
+        }
+        for row in &mut sheet.rows {
+            if let Some(v) = row.cells.remove(old) {
+                row.cells.insert(new.to_owned(), v);
+            }
+        }
+    }
 }

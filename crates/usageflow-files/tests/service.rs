@@ -31,10 +31,10 @@ fn request() -> CreateFile {
     CreateFile {
         product: "PRD-200-200-002".into(),
         contract: "CRD-20001-10001-00001".into(),
-        period: Period {
+        period: Some(Period {
             from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
             to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
-        },
+        }),
         name: None,
         description: "November".into(),
         note: String::new(),
@@ -57,8 +57,15 @@ async fn upload_process_submit_accept() {
     let file = svc.create(&vendor(), request()).await.unwrap();
     assert_eq!((file.status, file.name.as_str()), (FileStatus::Draft, "11/01/2026 - 11/30/2026"));
     assert_eq!(file.provider.id, "PA-500-001");
-    // Same external id: the same file.
+    // The same request again (a retry): the same file. The same external id for another
+    // period: another file.
     assert_eq!(svc.create(&vendor(), request()).await.unwrap().id, file.id);
+    let mut second_half = request();
+    second_half.period =
+        Some(Period { from: NaiveDate::from_ymd_opt(2026, 11, 16).unwrap(), ..second_half.period.unwrap() });
+    let other = svc.create(&vendor(), second_half).await.unwrap();
+    assert_ne!(other.id, file.id);
+    assert_eq!(other.period.from.to_string(), "2026-11-16");
 
     // An invalid upload: the processed file says which rows and why.
     let bad = workbook(&[
@@ -146,6 +153,68 @@ async fn upload_process_submit_accept() {
     let err = svc.upload(&vendor(), &file.id, "late.xlsx", workbook(&[])).await.unwrap_err();
     assert!(matches!(err, ServiceError::Workflow(_)), "{err}");
     assert!(err.to_string().contains("report corrections in a new file"), "{err}");
+    // The same request as the accepted file's now makes a new file.
+    let again = svc.create(&vendor(), request()).await.unwrap();
+    assert_ne!(again.id, file.id);
+    assert_eq!(again.status, FileStatus::Draft);
+}
+
+#[tokio::test]
+async fn a_file_without_a_period_covers_its_records_and_a_whole_file_problem_is_every_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let mut req = request();
+    req.period = None;
+    req.name = Some("hourly".into());
+    let file = svc.create(&vendor(), req).await.unwrap();
+    assert!(file.period_from_records);
+    let row = |id: &'static str, day: &'static str, end: &'static str| {
+        [id, "item.mpn", "FL-SMS", "2", day, end, "asset.id", "AS-1000-0719-1201"]
+    };
+    let outcome = svc
+        .upload(
+            &vendor(),
+            &file.id,
+            "f.xlsx",
+            workbook(&[
+                row("r1", "2026-10-30T10:00:00Z", "2026-10-30 11:00:00"),
+                row("r2", "2026-11-02 00:00:00", "2026-11-03T00:00:00+00:00"),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.file.status, FileStatus::Ready, "{:?}", outcome.validation.errors);
+    assert_eq!(outcome.file.period.from.to_string(), "2026-10-30");
+    assert_eq!(outcome.file.period.to.to_string(), "2026-11-03");
+    // Times are written back in Connect's form.
+    let processed = svc.document(outcome.file.processed_file.as_ref().unwrap()).await.unwrap();
+    let book = read_workbook(&processed, &ReadLimits::default()).unwrap();
+    assert_eq!(book.records[0].get("start_time_utc"), Some("2026-10-30 10:00:00"));
+    assert_eq!(book.records[1].get("end_time_utc"), Some("2026-11-03 00:00:00"));
+    // Submitted, the period is the file's own.
+    let submitted = svc.submit(&vendor(), &file.id).await.unwrap();
+    assert!(!submitted.period_from_records);
+
+    // A workbook without a required column: every row says why, and none is a record.
+    let file = svc.create(&vendor(), request()).await.unwrap();
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet().set_name("records").unwrap();
+    for (c, h) in ["record_id", "item_search_criteria", "item_search_value", "quantity"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+        sheet.write_string(1, c as u16, ["r1", "item.mpn", "FL-SMS", "1"][c]).unwrap();
+        sheet.write_string(2, c as u16, ["r2", "item.mpn", "FL-SMS", "1"][c]).unwrap();
+    }
+    let outcome = svc.upload(&vendor(), &file.id, "f.xlsx", book.save_to_buffer().unwrap()).await.unwrap();
+    assert_eq!(outcome.file.status, FileStatus::Invalid);
+    assert_eq!((outcome.file.records.valid, outcome.file.records.invalid), (0, 2));
+    let processed = svc.document(outcome.file.processed_file.as_ref().unwrap()).await.unwrap();
+    let book = read_workbook(&processed, &ReadLimits::default()).unwrap();
+    assert!(book.general["error_1"].contains("lacks the column(s) `start_time_utc`"), "{:?}", book.general);
+    for r in &book.records {
+        assert_eq!(r.get("status"), Some("invalid"));
+        assert!(r.get("error").unwrap().starts_with("file: sheet `records` lacks the column(s)"), "{r:?}");
+    }
+    assert!(svc.record_ids(&outcome.file).await.unwrap().is_empty(), "an invalid upload has no records");
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ fn every_problem_is_reported_with_row_and_column() {
                 "item.mpn",
                 "FL-SMS",
                 "1.5",
-                "2026-11-01T00:00:00Z",
+                "2026-11-01T00:00:00+02:00",
                 "2026-11-01 01:00:00",
                 "asset.id",
                 "AS-1000-0719-1201",
@@ -213,7 +213,7 @@ fn every_problem_is_reported_with_row_and_column() {
         at(5, "quantity"),
         "quantity 1.5 of item FL-SMS has 1 decimal place(s); the item's precision Integer allows 0"
     );
-    assert!(at(5, "start_time_utc").contains("is not a UTC time as YYYY-MM-DD hh:mm:ss"));
+    assert!(at(5, "start_time_utc").contains("is not in UTC"), "{v:?}");
     assert!(at(5, "category_id").contains("category `voice` is not defined"));
     assert_eq!(at(6, "quantity"), "-2 is negative");
     assert!(
@@ -302,4 +302,50 @@ fn incomplete_categories_are_a_file_problem() {
         ]
     );
     assert_eq!(v.invalid_rows(), 0);
+}
+
+/// A row of the QT columns for asset AS-1000-0719-1201 on 2026-11-01.
+fn sms_row<'a>(id: &'a str, start: &'a str, category: &'a str) -> [&'a str; 9] {
+    [id, "item.mpn", "FL-SMS", "2", start, "2026-11-01 23:59:59", "asset.id", "AS-1000-0719-1201", category]
+}
+
+#[test]
+fn rows_without_a_category_take_the_only_one_or_the_generic_one() {
+    // Connect's own processed layout: a `categories` sheet with one category and records
+    // without a `category_id` column.
+    let columns: Vec<&str> = QT.iter().copied().filter(|c| *c != "category_id").collect();
+    let row = sms_row("r1", "2026-11-01 00:00:00", "");
+    let bytes = upload(&columns, &[&row[..8]], &[("Cat1", "Category Name")]);
+    let v = fieldlink(&bytes);
+    assert!(v.is_valid(), "{:?}", v.errors);
+    assert_eq!(v.valid[0].category_id, "Cat1");
+    assert_eq!(v.categories.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["Cat1"]);
+
+    // Several categories: a row that names none belongs to the generic one, which the file's
+    // categories then list too; a row naming an undefined one is still refused.
+    let rows = [
+        sms_row("r1", "2026-11-01 00:00:00", "data"),
+        sms_row("r2", "2026-11-01 00:00:00", ""),
+        sms_row("r3", "2026-11-01 00:00:00", "voice"),
+    ];
+    let rows: Vec<&[&str]> = rows.iter().map(|r| &r[..]).collect();
+    let v = fieldlink(&upload(QT, &rows, &[("data", "Data"), ("sms", "SMS")]));
+    assert_eq!(v.valid.iter().map(|r| r.category_id.as_str()).collect::<Vec<_>>(), ["data", "generic_category"]);
+    assert_eq!(v.categories.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["data", "sms", "generic_category"]);
+    assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
+    assert!(v.errors[0].reason.contains("category `voice` is not defined"), "{:?}", v.errors);
+}
+
+#[test]
+fn the_2019_templates_usage_record_id_is_the_record_id() {
+    let mut columns: Vec<&str> = QT.to_vec();
+    columns[0] = "usage_record_id";
+    let row = sms_row("legacy-1", "2026-11-01T00:00:00Z", "");
+    let bytes = upload(&columns, &[&row], &[]);
+    let book = read_workbook(&bytes, &ReadLimits::default()).unwrap();
+    assert_eq!(book.columns[0], "record_id");
+    let v = fieldlink(&bytes);
+    assert!(v.is_valid(), "{:?}", v.errors);
+    assert_eq!(v.valid[0].record_id, "legacy-1");
+    assert_eq!(v.valid[0].start.to_rfc3339(), "2026-11-01T00:00:00+00:00", "ISO 8601 times are read too");
 }

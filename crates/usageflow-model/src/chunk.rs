@@ -1,7 +1,7 @@
 //! Usage chunks (per-hub bulk export of an accepted file) and reconciliations.
 //!
 //! Chunk statuses: `draft` → `ready` (generated) or `failed`; `ready` → `closed` by the
-//! provider with an external billing id; `failed`/`ready` → `draft` on regenerate.
+//! provider with an external billing id, or when every record of the chunk is closed; `failed`/`ready` → `draft` on regenerate.
 //! Reconciliation statuses: `uploaded` → `processing` → `processed` or `failed`.
 
 use std::fmt;
@@ -57,6 +57,8 @@ pub enum ChunkStep {
     },
     /// The provider asks for it to be generated again.
     Regenerate,
+    /// Every record of the chunk was closed (reconciled, closed in bulk or with the file).
+    RecordsClosed,
 }
 
 /// A chunk step its status does not allow.
@@ -85,6 +87,10 @@ impl ChunkStatus {
             }
             (S::Ready, ChunkStep::Close { .. }) => ("close", Err("an external_billing_id is required")),
             (S::Ready | S::Failed, ChunkStep::Regenerate) => ("regenerate", Ok(S::Draft)),
+            (S::Ready, ChunkStep::RecordsClosed) => ("close with its records", Ok(S::Closed)),
+            (_, ChunkStep::RecordsClosed) => {
+                ("close with its records", Err("only ready chunks close with their records"))
+            }
             (_, ChunkStep::Generated) => ("finish generating", Err("only draft chunks are generated")),
             (_, ChunkStep::Failed { .. }) => ("fail", Err("only draft chunks can fail")),
             (_, ChunkStep::Close { .. }) => ("close", Err("only ready chunks can be closed")),

@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{Environment, Ref, ReportingSchema};
@@ -74,6 +74,12 @@ impl FileStatus {
         FileStatus::Closed,
         FileStatus::Deleted,
     ];
+
+    /// Not yet submitted, or rejected back to the vendor, and not deleted: the vendor may
+    /// still upload to it or change it.
+    pub fn is_open_for_vendor(self) -> bool {
+        !matches!(self, FileStatus::Pending | FileStatus::Accepted | FileStatus::Closed | FileStatus::Deleted)
+    }
 
     /// Accepted or closed: the file's records go to billing, split into per-hub chunks.
     pub fn is_billed(self) -> bool {
@@ -190,6 +196,27 @@ impl Period {
     pub fn end_utc(&self) -> DateTime<Utc> {
         self.to.and_hms_opt(23, 59, 59).expect("valid time").and_utc()
     }
+
+    /// The calendar month of `day`.
+    pub fn month_of(day: NaiveDate) -> Self {
+        let from = day.with_day(1).expect("every month has a first day");
+        let next = from.checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX);
+        Self { from, to: next.pred_opt().unwrap_or(next) }
+    }
+
+    /// The days from the first of `starts` to the last of `ends` (record times), if any.
+    pub fn covering(
+        starts: impl IntoIterator<Item = DateTime<Utc>>,
+        ends: impl IntoIterator<Item = DateTime<Utc>>,
+    ) -> Option<Self> {
+        let from = starts.into_iter().min()?.date_naive();
+        let to = ends.into_iter().max()?.date_naive();
+        Some(Self { from, to: to.max(from) })
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Record counts per workflow stage (`stats`).
@@ -279,6 +306,10 @@ pub struct NewFile {
     pub currency: Option<String>,
     /// Reporting period.
     pub period: Period,
+    /// Created without a period: until it is submitted (or given one), the period is the days
+    /// its last upload's records cover, and `period` holds the month it was created in.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub period_from_records: bool,
     /// Environment.
     pub environment: Environment,
     /// Vendor.
@@ -362,6 +393,9 @@ pub enum FileChange {
         /// The processed spreadsheet with per-row outcomes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         processed: Option<StoredObject>,
+        /// The period the records cover, for a file whose period follows its records.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        period: Option<Period>,
     },
     /// The vendor submits the file for review.
     Submit,
@@ -640,6 +674,10 @@ pub struct UsageFile {
     pub currency: Option<String>,
     /// Period.
     pub period: Period,
+    /// Whether the period follows the records of the last upload (created without one; until
+    /// submitted or given a period).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub period_from_records: bool,
     /// Period start, UTC.
     pub start_datetime_utc: DateTime<Utc>,
     /// Period end, UTC.
@@ -897,6 +935,7 @@ impl UsageFile {
                 schema: new.schema,
                 currency: new.currency.clone(),
                 period: new.period,
+                period_from_records: new.period_from_records,
                 start_datetime_utc: new.period.start_utc(),
                 end_datetime_utc: new.period.end_utc(),
                 environment: new.environment,
@@ -942,6 +981,7 @@ impl UsageFile {
                 }
                 if let Some(p) = update.period {
                     file.period = p;
+                    file.period_from_records = false;
                     file.start_datetime_utc = p.start_utc();
                     file.end_datetime_utc = p.end_utc();
                 }
@@ -956,7 +996,12 @@ impl UsageFile {
                 file.events.uploaded = Some(stamp);
             }
             FileChange::Stored | FileChange::ProcessingStarted => {}
-            FileChange::Processed { valid, invalid, error_detail, processed } => {
+            FileChange::Processed { valid, invalid, error_detail, processed, period } => {
+                if let Some(p) = period.filter(|_| file.period_from_records) {
+                    file.period = p;
+                    file.start_datetime_utc = p.start_utc();
+                    file.end_datetime_utc = p.end_utc();
+                }
                 file.stats.uploaded = valid + invalid;
                 file.records.valid = *valid;
                 file.records.invalid = *invalid;
@@ -972,6 +1017,7 @@ impl UsageFile {
                 }
             }
             FileChange::Submit => {
+                file.period_from_records = false;
                 file.stats.pending = file.stats.validated;
                 file.stats.validated = 0;
                 file.events.submitted = Some(stamp);

@@ -60,6 +60,7 @@ fn new_file() -> NewFile {
             from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
             to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
         },
+        period_from_records: false,
         environment: Environment::Production,
         vendor: r(VENDOR),
         provider: r(PROVIDER),
@@ -86,7 +87,9 @@ fn change_for(action: FileAction, invalid: u64) -> FileChange {
         FileAction::Upload => FileChange::Upload { object },
         FileAction::Stored => FileChange::Stored,
         FileAction::ProcessingStarted => FileChange::ProcessingStarted,
-        FileAction::Processed => FileChange::Processed { valid: 10, invalid, error_detail: None, processed: None },
+        FileAction::Processed => {
+            FileChange::Processed { valid: 10, invalid, error_detail: None, processed: None, period: None }
+        }
         FileAction::Submit => FileChange::Submit,
         FileAction::Accept => FileChange::Accept { note: "ok".into(), rejected_records: 0 },
         FileAction::Reject => FileChange::Reject { note: "wrong totals".into() },

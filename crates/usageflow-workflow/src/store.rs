@@ -173,7 +173,8 @@ impl WorkflowStore {
     }
 
     /// Creates a file, choosing its id from the idempotency key. Creating again with the
-    /// same key returns the file created first.
+    /// same key returns the file created first while the vendor may still change it (see
+    /// `FileStatus::is_open_for_vendor`); after that, the same key creates another file.
     pub async fn create(&self, request: CreateRequest, actor: &Actor) -> Result<UsageFile> {
         let CreateRequest { mut file, idempotency_key } = request;
         let year = chrono::Datelike::year(&file.period.from);
@@ -196,7 +197,12 @@ impl WorkflowStore {
             }
             let existing = self.read_event(&file.id, 1).await?;
             if existing.and_then(|e| e.idempotency_key).as_deref() == Some(idempotency_key.as_str()) {
-                return self.get(&file.id).await;
+                // The same request again: the file it made, while that file is still the
+                // vendor's to change (a retry); once submitted or deleted, a new file.
+                let earlier = self.get(&file.id).await?;
+                if earlier.status.is_open_for_vendor() {
+                    return Ok(earlier);
+                }
             }
         }
         Err(Error::NoFreeId { key: idempotency_key, attempts: MAX_ID_CANDIDATES })

@@ -71,7 +71,7 @@ pub fn run(config: &Config, action: FilesAction) -> anyhow::Result<ExitCode> {
                 let req = CreateFile {
                     product,
                     contract,
-                    period: Period { from, to },
+                    period: Some(Period { from, to }),
                     name: None,
                     description,
                     note: String::new(),

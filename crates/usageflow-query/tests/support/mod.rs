@@ -35,10 +35,10 @@ pub fn request(product: &str, contract: &str, external_id: &str) -> CreateFile {
     CreateFile {
         product: product.into(),
         contract: contract.into(),
-        period: Period {
+        period: Some(Period {
             from: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
             to: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
-        },
+        }),
         name: None,
         description: String::new(),
         note: String::new(),
