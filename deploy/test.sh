@@ -23,8 +23,9 @@ cleanup() {
 trap cleanup EXIT
 
 "$here/stack.sh" up
-# The official Connect Python client, for the compatibility suite.
-"$here/compat/connect-client.sh" install
+# The official Connect Python client and Delta readers, for the compatibility tests.
+"$here/compat/venv.sh" install
+"$here/compat/venv.sh" install delta-readers
 eval "$("$here/stack.sh" env)"
 export USAGEFLOW_TEST_KAFKA_BOOTSTRAP USAGEFLOW_TEST_S3_ENDPOINT
 cargo test --workspace --locked "$@"

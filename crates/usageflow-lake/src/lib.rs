@@ -10,6 +10,7 @@
 //! under the Hive-style layout in `paths`.
 
 pub mod compact;
+pub mod delta;
 mod direct;
 mod error;
 pub mod manifest;

@@ -1,6 +1,6 @@
 //! Connect's own software against `usageflow serve`: the official Connect Python client
 //! (`connect-openapi-client`, pinned in deploy/compat/requirements.txt, in a virtualenv made by
-//! deploy/compat/connect-client.sh) runs tests/compat/connect_client.py against a server started
+//! deploy/compat/venv.sh) runs tests/compat/connect_client.py against a server started
 //! here, as a vendor and as a provider, with workbooks written the way Connect's SDKs and
 //! platform write them. Every check the script makes is listed in its output.
 
@@ -58,7 +58,7 @@ impl Drop for Server {
 #[test]
 fn the_official_connect_python_client_works_unchanged() {
     let root = root();
-    let python = Command::new(root.join("deploy/compat/connect-client.sh")).arg("python").output().unwrap();
+    let python = Command::new(root.join("deploy/compat/venv.sh")).arg("python").output().unwrap();
     assert!(python.status.success(), "cannot install the Connect client: {}", String::from_utf8_lossy(&python.stderr));
     let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
 

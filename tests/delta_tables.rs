@@ -1,0 +1,217 @@
+//! The lake's Delta tables on the local store and on the S3-compatible server: creation with
+//! the declared schema and partitioning, commits of data files with statistics and of Kafka
+//! positions as application transactions, the refusal of a writer whose partition moved, two
+//! writers racing for one version, and locations that hold something else.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use usageflow_lake::Table;
+use usageflow_lake::delta::{DeltaError, DeltaLake, TableCommit, TableFile, statistics};
+use usageflow_lake::tables::{EventRow, EventsBuilder, to_parquet};
+
+const GROUP: &str = "usageflow-ingest";
+const TOPIC: &str = "usage-events";
+
+/// An events data file for `date` holding offsets `from..to` of partition 0, written to the
+/// store, with its statistics.
+async fn events_file(store: &Arc<dyn ObjectStore>, date: &str, from: i64, to: i64) -> TableFile {
+    let mut rows = EventsBuilder::default();
+    let time = chrono::DateTime::parse_from_rfc3339(&format!("{date}T10:00:00.123456Z")).unwrap().timestamp_micros();
+    for offset in from..to {
+        let id = format!("e-{offset}");
+        rows.push(&EventRow {
+            event_id: &id,
+            product_id: "PRD-200-200-002",
+            contract_id: "CRD-20001-10001-00001",
+            asset_id: "AS-1000-0719-1201",
+            item_id: Some("PRD-200-200-002-0002"),
+            item_mpn: "FL-SMS",
+            tier: None,
+            category_id: None,
+            quantity: 150_000_000 * (offset as i128 + 1),
+            amount: None,
+            start_time: time,
+            end_time: time,
+            attributes: None,
+            kafka_partition: 0,
+            kafka_offset: offset,
+            kafka_timestamp: time,
+        });
+    }
+    let batch = rows.finish();
+    let bytes = to_parquet(&batch).unwrap();
+    let name = format!("date={date}/part-00000-{from:020}-{to:020}-test.parquet");
+    store.put(&Path::from(format!("lake/events/{name}")), PutPayload::from(bytes.clone())).await.unwrap();
+    TableFile {
+        path: name,
+        partition_values: BTreeMap::from([("date".to_owned(), date.to_owned())]),
+        size: bytes.len() as u64,
+        rows: batch.num_rows() as u64,
+        stats: Some(statistics(&batch)),
+    }
+}
+
+fn advance(expected: Option<i64>, next: i64, file: TableFile) -> TableCommit {
+    TableCommit {
+        operation: "ingest".into(),
+        group: GROUP.into(),
+        advance: BTreeMap::from([(TOPIC.to_owned(), BTreeMap::from([(0, (expected, next))]))]),
+        add: vec![file],
+        remove: vec![],
+    }
+}
+
+async fn the_tables_keep_files_positions_and_refuse_a_moved_partition(config: &usageflow_lake::StoreConfig) {
+    let open = || DeltaLake::open_store(config).unwrap();
+    let lake = open();
+    let store = lake.store().clone();
+    let empty = lake.state(Table::Events).await.unwrap();
+    assert_eq!((empty.version, empty.files.len()), (Some(0), 0), "created empty, at version 0");
+    assert_eq!(lake.position(Table::Events, GROUP, TOPIC, 0).await.unwrap(), None);
+
+    let first = events_file(&store, "2026-11-01", 0, 10).await;
+    let stats: serde_json::Value = serde_json::from_str(first.stats.as_deref().unwrap()).unwrap();
+    assert_eq!(stats["numRecords"], 10);
+    assert_eq!(stats["minValues"]["kafka_offset"], 0);
+    assert_eq!(stats["maxValues"]["kafka_offset"], 9);
+    assert_eq!(stats["minValues"]["quantity"].to_string(), "1.5", "exact decimals");
+    assert_eq!(stats["maxValues"]["quantity"].to_string(), "15");
+    assert_eq!(stats["minValues"]["start_time"], "2026-11-01T10:00:00.123Z");
+    assert_eq!(stats["maxValues"]["start_time"], "2026-11-01T10:00:00.124Z", "rounded up");
+    assert_eq!(stats["nullCount"]["amount"], 10);
+    assert_eq!(lake.commit(Table::Events, &advance(None, 10, first.clone())).await.unwrap(), 1);
+    assert_eq!(lake.position(Table::Events, GROUP, TOPIC, 0).await.unwrap(), Some(10));
+
+    // A writer that started from an older position commits nothing.
+    let late = events_file(&store, "2026-11-01", 0, 10).await;
+    let err = lake.commit(Table::Events, &advance(None, 10, late)).await.unwrap_err();
+    assert!(matches!(&err, DeltaError::Conflict { found: Some(10), expected: None, .. }), "{err}");
+    let second = events_file(&store, "2026-11-02", 10, 25).await;
+    assert_eq!(lake.commit(Table::Events, &advance(Some(10), 25, second)).await.unwrap(), 2);
+
+    // Read again from the store: two files with their partition values and row counts.
+    let state = open().state(Table::Events).await.unwrap();
+    assert_eq!(state.version, Some(2));
+    let rows: Vec<(String, u64)> = state.files.values().map(|f| (f.partition_values["date"].clone(), f.rows)).collect();
+    assert_eq!(rows, [("2026-11-01".to_owned(), 10), ("2026-11-02".to_owned(), 15)]);
+    assert_eq!(state.files[&first.path].size, first.size);
+    assert_eq!(open().position(Table::Events, GROUP, TOPIC, 0).await.unwrap(), Some(25));
+
+    // Two writers from the same position race for one version: exactly one advances it.
+    let a = events_file(&store, "2026-11-03", 25, 30).await;
+    let b = events_file(&store, "2026-11-03", 25, 31).await;
+    let (lake_a, lake_b) = (open(), open());
+    let (commit_a, commit_b) = (advance(Some(25), 30, a), advance(Some(25), 31, b));
+    let (ra, rb) = tokio::join!(lake_a.commit(Table::Events, &commit_a), lake_b.commit(Table::Events, &commit_b));
+    let lost = match (ra, rb) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+        other => panic!("exactly one writer wins: {other:?}"),
+    };
+    assert!(
+        matches!(lost, DeltaError::Conflict { .. } | DeltaError::ConcurrentTransaction { .. }),
+        "the loser is told its partition moved: {lost}"
+    );
+    let state = lake.state(Table::Events).await.unwrap();
+    assert_eq!((state.version, state.files.len()), (Some(3), 3));
+    let next = lake.position(Table::Events, GROUP, TOPIC, 0).await.unwrap();
+    assert!(next == Some(30) || next == Some(31), "{next:?}");
+
+    // The records table is a table of its own, partitioned by product and month.
+    let records = lake.state(Table::Records).await.unwrap();
+    assert_eq!((records.version, records.files.len()), (Some(0), 0));
+}
+
+#[tokio::test]
+async fn delta_tables_on_the_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    the_tables_keep_files_positions_and_refuse_a_moved_partition(&config).await;
+    // Other engines find a Delta log where they look, and read what the lake holds: the
+    // Python `deltalake` package (delta-rs), Polars, and DuckDB over the files the snapshot lists.
+    assert!(dir.path().join("lake/events/_delta_log/00000000000000000003.json").exists());
+    let lake = DeltaLake::open_store(&config).unwrap();
+    let files = lake.state(Table::Events).await.unwrap().files;
+    let rows: u64 = files.values().map(|f| f.rows).sum();
+    let seen = readers(&dir.path().join("lake/events"), "quantity");
+    assert_eq!(seen["version"], 3, "{seen}");
+    assert_eq!(seen["partition_columns"], serde_json::json!(["date"]), "{seen}");
+    assert_eq!(seen["files"], files.len(), "{seen}");
+    assert_eq!(seen["polars"]["rows"], rows, "{seen}");
+    assert_eq!(seen["duckdb"]["rows"], rows, "{seen}");
+    assert!(seen["polars"]["columns"].as_array().unwrap().iter().any(|c| c == "date"), "{seen}");
+    // The files hold offsets 0..rows (the racing winner's ends at 30 or 31), each event a
+    // quantity of 1.5 × (offset + 1).
+    let expected: rust_decimal::Decimal = (0..rows as i64).map(|o| rust_decimal::Decimal::new(15 * (o + 1), 1)).sum();
+    assert_eq!(seen["polars"]["sum"], expected.normalize().to_string(), "{seen}");
+    assert_eq!(seen["duckdb"]["sum"], expected.normalize().to_string(), "{seen}");
+}
+
+/// What the Delta readers of deploy/compat/delta-readers.txt see of a table.
+fn readers(table: &std::path::Path, column: &str) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::process::Command::new(root.join("deploy/compat/venv.sh"))
+        .args(["python", "delta-readers"])
+        .output()
+        .unwrap();
+    assert!(python.status.success(), "cannot install the Delta readers: {}", String::from_utf8_lossy(&python.stderr));
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/compat/delta_readers.py"))
+        .arg(table)
+        .arg(column)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn delta_tables_on_the_s3_server() {
+    the_tables_keep_files_positions_and_refuse_a_moved_partition(&support::s3_store_config(&support::unique("delta")))
+        .await;
+}
+
+#[tokio::test]
+async fn a_location_that_holds_something_else_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let store = usageflow_lake::open_store(&config).unwrap();
+    store
+        .put(&Path::from("lake/records/product=P/month=2026-11/x.parquet"), PutPayload::from_static(b"PAR1"))
+        .await
+        .unwrap();
+    let err = DeltaLake::open_store(&config).unwrap().state(Table::Records).await.unwrap_err();
+    assert!(matches!(err, DeltaError::NotADeltaTable { objects: 1, .. }), "{err}");
+    assert!(err.to_string().contains("lake/records/product=P/month=2026-11/x.parquet"), "{err}");
+    assert!(!dir.path().join("lake/records/_delta_log").exists(), "nothing was written");
+
+    // A Delta table with another schema.
+    let other = r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}
+{"metaData":{"id":"00000000-0000-0000-0000-000000000001","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[{\"name\":\"x\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}","partitionColumns":[],"configuration":{},"createdTime":0}}
+"#;
+    store
+        .put(&Path::from("lake/events/_delta_log/00000000000000000000.json"), PutPayload::from_static(other.as_bytes()))
+        .await
+        .unwrap();
+    let err = DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap_err();
+    assert!(matches!(err, DeltaError::OtherSchema { .. }), "{err}");
+    assert!(err.to_string().contains("columns [x Int64]"), "{err}");
+
+    // A table that needs a newer protocol than this build reads.
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let store = usageflow_lake::open_store(&config).unwrap();
+    let newer =
+        other.replace(r#""minReaderVersion":1,"minWriterVersion":2"#, r#""minReaderVersion":4,"minWriterVersion":8"#);
+    store
+        .put(&Path::from("lake/events/_delta_log/00000000000000000000.json"), PutPayload::from(newer.into_bytes()))
+        .await
+        .unwrap();
+    let err = DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap_err();
+    assert!(err.to_string().contains("lake/events"), "{err}");
+}
