@@ -272,8 +272,8 @@ impl FileService {
                 let step = ChunkStep::RecordsClosed;
                 chunk.status =
                     chunk.status.next(&chunk.id, &step).map_err(|e| ServiceError::Document(e.to_string()))?;
-                if let [one] = billing.iter().collect::<Vec<_>>().as_slice() {
-                    chunk.external_billing_id = Some((**one).to_owned());
+                if billing.len() == 1 {
+                    chunk.external_billing_id = billing.first().map(|b| (*b).to_owned());
                 }
                 chunk.events.closed = Some(EventStamp { at: Utc::now(), by: None });
             }

@@ -390,10 +390,7 @@ impl FileService {
         let period = file.period_from_records.then(|| records_period(&book)).flatten();
         let mut file = std::borrow::Cow::Borrowed(file);
         if let Some(p) = period {
-            let f = file.to_mut();
-            f.period = p;
-            f.start_datetime_utc = p.start_utc();
-            f.end_datetime_utc = p.end_utc();
+            file.to_mut().set_period(p);
         }
         let file = file.as_ref();
         let ctx = self.context_of(file);
@@ -415,8 +412,7 @@ impl FileService {
             self.put(&records_path, bytes.to_vec(), "records.parquet").await?;
         }
         let (valid, invalid) = counts(&book, &validation);
-        let file_errors: Vec<&str> =
-            validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();
+        let file_errors: Vec<&str> = validation.errors_of(0).iter().map(|e| e.reason.as_str()).collect();
         let error_detail = if !file_errors.is_empty() {
             Some(truncate(&file_errors.join("; ")))
         } else if invalid > 0 {
@@ -485,8 +481,7 @@ impl FileService {
     ) -> Result<Vec<u8>, ServiceError> {
         let mut columns: Vec<&str> = book.columns.iter().map(String::as_str).collect();
         columns.extend(["status", "error"]);
-        let file_errors: Vec<&str> =
-            validation.errors.iter().filter(|e| e.row == 0).map(|e| e.reason.as_str()).collect();
+        let file_errors: Vec<&str> = validation.errors_of(0).iter().map(|e| e.reason.as_str()).collect();
         let rows: Vec<Vec<String>> = book
             .records
             .iter()
@@ -689,7 +684,7 @@ pub fn general_attributes(file: &UsageFile, outcome: Option<(&str, usize, usize)
 /// Valid and invalid records of an upload: with a problem of the whole file, every row is
 /// invalid.
 fn counts(book: &crate::xlsx::UsageWorkbook, validation: &Validation) -> (u64, u64) {
-    if validation.errors.iter().any(|e| e.row == 0) {
+    if !validation.errors_of(0).is_empty() {
         (0, book.records.len() as u64)
     } else {
         (validation.valid.len() as u64, validation.invalid_rows() as u64)

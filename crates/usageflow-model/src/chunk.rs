@@ -1,7 +1,8 @@
 //! Usage chunks (per-hub bulk export of an accepted file) and reconciliations.
 //!
 //! Chunk statuses: `draft` → `ready` (generated) or `failed`; `ready` → `closed` by the
-//! provider with an external billing id, or when every record of the chunk is closed; `failed`/`ready` → `draft` on regenerate.
+//! provider with an external billing id, or when every record of the chunk is closed;
+//! `failed`/`ready` → `draft` on regenerate.
 //! Reconciliation statuses: `uploaded` → `processing` → `processed` or `failed`.
 
 use std::fmt;

@@ -718,6 +718,15 @@ pub struct UsageFile {
     pub version: u64,
 }
 
+impl UsageFile {
+    /// Sets the period and the UTC bounds that follow from it.
+    pub fn set_period(&mut self, period: Period) {
+        self.period = period;
+        self.start_datetime_utc = period.start_utc();
+        self.end_datetime_utc = period.end_utc();
+    }
+}
+
 const MAX_NAME: usize = 100;
 const MAX_TEXT: usize = 200;
 
@@ -980,10 +989,8 @@ impl UsageFile {
                     file.currency = Some(v.clone());
                 }
                 if let Some(p) = update.period {
-                    file.period = p;
+                    file.set_period(p);
                     file.period_from_records = false;
-                    file.start_datetime_utc = p.start_utc();
-                    file.end_datetime_utc = p.end_utc();
                 }
             }
             FileChange::Upload { object } => {
@@ -998,9 +1005,7 @@ impl UsageFile {
             FileChange::Stored | FileChange::ProcessingStarted => {}
             FileChange::Processed { valid, invalid, error_detail, processed, period } => {
                 if let Some(p) = period.filter(|_| file.period_from_records) {
-                    file.period = p;
-                    file.start_datetime_utc = p.start_utc();
-                    file.end_datetime_utc = p.end_utc();
+                    file.set_period(p);
                 }
                 file.stats.uploaded = valid + invalid;
                 file.records.valid = *valid;
