@@ -26,7 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use usageflow_ingest::fetch::FetchQueue;
 use usageflow_ingest::loadgen;
 use usageflow_ingest::{Counters, IngestConfig, Ingester, KafkaConfig};
-use usageflow_lake::Manifests;
+use usageflow_lake::DeltaLake;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -138,7 +138,7 @@ fn ingest_phase() {
     let topic = std::env::var("USAGEFLOW_BENCH_TOPIC").unwrap();
     let lake = std::env::var("USAGEFLOW_BENCH_LAKE").unwrap();
     let events = env_u64("USAGEFLOW_BENCH_EVENTS", 0);
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(&lake)).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(&lake)).unwrap();
     let mut kafka = kafka_for(&topic);
     if let Ok(group) = std::env::var("USAGEFLOW_BENCH_GROUP") {
         kafka.group_id = group;
@@ -159,7 +159,7 @@ fn ingest_phase() {
             ..IngestConfig::default()
         },
         index: support::sample_index(),
-        store,
+        lake,
         counters: Arc::new(Counters::default()),
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -198,7 +198,7 @@ fn ingest_phase() {
     let to_exit = end.duration_since(first.at).as_secs_f64();
     let c = &ingester.counters;
     println!(
-        "RESULT {} {seconds:.3} {} {} {} {} {} {} {to_exit:.3} {busy:.3} {steal:.3} {process:.3}",
+        "RESULT {} {seconds:.3} {} {} {} {} {} {} {to_exit:.3} {busy:.3} {steal:.3} {process:.3} {:.3}",
         c.messages.load(Ordering::Relaxed),
         peak_rss_mib(),
         c.accepted.load(Ordering::Relaxed),
@@ -206,6 +206,7 @@ fn ingest_phase() {
         c.duplicates.load(Ordering::Relaxed),
         c.commits.load(Ordering::Relaxed),
         ingester.config.worker_count(),
+        c.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
     );
 }
 
@@ -343,12 +344,18 @@ fn main() {
             events as f64 / to_exit
         );
         println!("               accepted {} rejected {} duplicates {}", f[3], f[4], f[5]);
+        let batches = f[6].max(1.0);
+        println!(
+            "               lake commits (records + events) {:.1} ms per batch, {:.1} % of the ingest time",
+            1000.0 * f[12] / batches,
+            100.0 * f[12] / ingest_s
+        );
         print_cpu(events, ingest_s, CpuSnap { busy: f[9], steal: f[10], process: f[11] });
 
-        let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
+        let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let state = rt.block_on(Manifests::new(store.clone(), "bench").state()).unwrap();
-        let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+        let state = rt.block_on(lake.snapshot()).unwrap();
+        let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
         assert!(totals == truth.records, "lake totals differ from the generated truth");
         assert_eq!(f[3] as u64, truth.valid);
         println!("verified: {} usage records equal the generated truth", totals.len());

@@ -26,6 +26,7 @@ trap cleanup EXIT
 # The official Connect Python client and Delta readers, for the compatibility tests.
 "$here/compat/venv.sh" install
 "$here/compat/venv.sh" install delta-readers
+"$here/compat/venv.sh" install spark
 eval "$("$here/stack.sh" env)"
 export USAGEFLOW_TEST_KAFKA_BOOTSTRAP USAGEFLOW_TEST_S3_ENDPOINT
 cargo test --workspace --locked "$@"

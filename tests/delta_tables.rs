@@ -48,6 +48,7 @@ async fn events_file(store: &Arc<dyn ObjectStore>, date: &str, from: i64, to: i6
     let name = format!("date={date}/part-00000-{from:020}-{to:020}-test.parquet");
     store.put(&Path::from(format!("lake/events/{name}")), PutPayload::from(bytes.clone())).await.unwrap();
     TableFile {
+        table: Table::Events,
         path: name,
         partition_values: BTreeMap::from([("date".to_owned(), date.to_owned())]),
         size: bytes.len() as u64,
@@ -63,6 +64,7 @@ fn advance(expected: Option<i64>, next: i64, file: TableFile) -> TableCommit {
         advance: BTreeMap::from([(TOPIC.to_owned(), BTreeMap::from([(0, (expected, next))]))]),
         add: vec![file],
         remove: vec![],
+        claims: vec![],
     }
 }
 
@@ -149,6 +151,12 @@ async fn delta_tables_on_the_local_store() {
     let expected: rust_decimal::Decimal = (0..rows as i64).map(|o| rust_decimal::Decimal::new(15 * (o + 1), 1)).sum();
     assert_eq!(seen["polars"]["sum"], expected.normalize().to_string(), "{seen}");
     assert_eq!(seen["duckdb"]["sum"], expected.normalize().to_string(), "{seen}");
+    // And Spark with Delta Lake, also as of version 1 (the first file only).
+    let seen = spark(&dir.path().join("lake/events"), 1);
+    assert_eq!((seen["version"].as_u64(), seen["latest"]["rows"].as_u64()), (Some(3), Some(rows)), "{seen}");
+    assert_eq!(seen["as_of"]["rows"], 10, "{seen}");
+    let spark_sum: rust_decimal::Decimal = spark_totals(&seen["latest"]).values().sum();
+    assert_eq!(spark_sum.normalize(), expected.normalize(), "{seen}");
 }
 
 /// What the Delta readers of deploy/compat/delta-readers.txt see of a table.
@@ -214,4 +222,200 @@ async fn a_location_that_holds_something_else_is_refused_and_left_alone() {
         .unwrap();
     let err = DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap_err();
     assert!(err.to_string().contains("lake/events"), "{err}");
+}
+
+/// What Apache Spark (pyspark with delta-spark, deploy/compat/spark.txt) sees of a table: its
+/// version, and rows and per-record sums at the latest version and as of `as_of`.
+fn spark(table: &std::path::Path, as_of: u64) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python =
+        std::process::Command::new(root.join("deploy/compat/venv.sh")).args(["python", "spark"]).output().unwrap();
+    assert!(python.status.success(), "cannot install Spark: {}", String::from_utf8_lossy(&python.stderr));
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/compat/spark_read.py"))
+        .arg(table)
+        .arg(as_of.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
+/// Per-record sums of `quantity` by the lake's own SQL over a snapshot, keyed as Spark's are.
+async fn sql_totals(lake: &DeltaLake, state: usageflow_lake::LakeState) -> BTreeMap<String, rust_decimal::Decimal> {
+    let catalogue =
+        usageflow_catalog::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalog")).unwrap();
+    let sources = usageflow_query::Sources {
+        lake: state,
+        catalogue: Arc::new(catalogue),
+        files: vec![],
+        changes: vec![],
+        chunks: vec![],
+        reconciliations: vec![],
+    };
+    let ctx =
+        usageflow_query::analyst_session(lake.store().clone(), &sources, &usageflow_query::Scope::All).await.unwrap();
+    let text = |c: &str| format!("COALESCE(CAST({c} AS VARCHAR), '')");
+    let sql = format!(
+        "SELECT {} || '|' || {} || '|' || {} || '|' || {} || '|' || {} || '|' || {} || '|' || \
+         CAST(CAST(period_start AS BIGINT) AS VARCHAR) AS k, CAST(sum(quantity) AS VARCHAR) AS q \
+         FROM usage_records GROUP BY 1",
+        text("product_id"),
+        text("contract_id"),
+        text("asset_id"),
+        text("item_mpn"),
+        text("tier"),
+        text("category_id"),
+    );
+    let rows = usageflow_query::billing::to_rows(&usageflow_query::query(&ctx, &sql).await.unwrap()).unwrap();
+    rows.into_iter().map(|r| (r[0].clone(), r[1].parse::<rust_decimal::Decimal>().unwrap().normalize())).collect()
+}
+
+fn spark_totals(seen: &serde_json::Value) -> BTreeMap<String, rust_decimal::Decimal> {
+    seen["totals"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap().normalize()))
+        .collect()
+}
+
+#[tokio::test]
+async fn spark_reads_the_records_table_and_its_past_versions_as_the_lake_s_sql_does() {
+    use usageflow_lake::tables::{RecordRow, RecordsBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let day = |d: u32| {
+        chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros()
+    };
+    // Three commits of deltas: the same records summed across files, a second product, tiers.
+    let commit = async |name: &str, rows: &[(&str, &str, Option<i8>, u32, i128)]| {
+        let mut per_product: BTreeMap<&str, RecordsBuilder> = BTreeMap::new();
+        for (product, asset, tier, d, q) in rows {
+            per_product.entry(product).or_default().push(&RecordRow {
+                product_id: product,
+                contract_id: "CRD-20001-10001-00001",
+                marketplace_id: "MP-10001",
+                hub_id: "HB-0001-0001",
+                vendor_id: "VA-200-002",
+                provider_id: "PA-500-001",
+                asset_id: asset,
+                item_id: Some("PRD-200-200-002-0002"),
+                item_mpn: "FL-SMS",
+                item_precision: 2,
+                tier: *tier,
+                category_id: None,
+                period_start: day(*d),
+                period_end: day(*d + 1),
+                quantity: *q,
+                amount: None,
+                event_count: 1,
+                first_event_at: day(*d),
+                last_event_at: day(*d),
+                kafka_partition: 0,
+            });
+        }
+        let mut files = Vec::new();
+        for (product, mut rows) in per_product {
+            let partition = [("product", product), ("month", "2026-11")];
+            let file = format!("part-00000-{name}.parquet");
+            files.push(lake.write_file(Table::Records, &rows.finish(), &partition, &file).await.unwrap());
+        }
+        lake.append(Table::Records, files).await.unwrap()
+    };
+    assert_eq!(
+        commit("a", &[("PRD-200-200-002", "AS-1", None, 3, 125_000_000), ("PRD-1", "AS-2", Some(1), 3, 7)]).await,
+        1
+    );
+    assert_eq!(
+        commit("b", &[("PRD-200-200-002", "AS-1", None, 3, 1), ("PRD-200-200-002", "AS-1", None, 4, 5)]).await,
+        2
+    );
+    assert_eq!(commit("c", &[("PRD-1", "AS-2", Some(1), 3, 3), ("PRD-1", "AS-3", Some(2), 5, 1)]).await, 3);
+
+    let seen = spark(&dir.path().join("lake/records"), 2);
+    assert_eq!(seen["version"], 3, "{seen}");
+    let latest = sql_totals(&lake, lake.snapshot().await.unwrap()).await;
+    assert_eq!(spark_totals(&seen["latest"]), latest, "Spark's totals at the latest version");
+    let past = sql_totals(&lake, lake.snapshot_as_of(usageflow_lake::AsOf::Version(2)).await.unwrap()).await;
+    assert_ne!(past, latest);
+    assert_eq!(spark_totals(&seen["as_of"]), past, "Spark's totals as of version 2");
+    let rows: u64 = lake.snapshot().await.unwrap().files_of(Table::Records).map(|f| f.rows).sum();
+    assert_eq!(seen["latest"]["rows"], rows, "{seen}");
+}
+
+#[tokio::test]
+async fn a_missing_or_corrupt_checkpoint_is_a_clear_error_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let lake = DeltaLake::open_store(&config).unwrap().with_checkpoint_interval(2);
+    let store = lake.store().clone();
+    lake.state(Table::Events).await.unwrap();
+    for (from, to) in [(0, 5), (5, 9), (9, 12)] {
+        let file = events_file(&store, "2026-11-01", from, to).await;
+        lake.commit(Table::Events, &advance((from > 0).then_some(from), to, file)).await.unwrap();
+    }
+    let log = dir.path().join("lake/events/_delta_log");
+    // Versions 1 and 3: a checkpoint whenever the next version is a multiple of 2.
+    assert!(log.join("00000000000000000001.checkpoint.parquet").exists(), "a checkpoint every 2 commits");
+    let checkpoint = log.join("00000000000000000003.checkpoint.parquet");
+    assert!(checkpoint.exists(), "a checkpoint every 2 commits");
+    assert_eq!(DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap().version, Some(3));
+    let listing = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+
+    std::fs::write(&checkpoint, b"PAR1 not a checkpoint PAR1").unwrap();
+    let before = listing();
+    let err = DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DeltaError::Checkpoint { .. }), "{text}");
+    assert!(text.contains("00000000000000000003.checkpoint.parquet, which is not a readable Parquet"), "{text}");
+    assert_eq!(listing(), before, "nothing was written");
+
+    std::fs::remove_file(&checkpoint).unwrap();
+    let before = listing();
+    let err = DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("lake/events") && text.contains("checkpoint.parquet, which is missing"), "{text}");
+    assert_eq!(listing(), before, "nothing was written");
+}
+
+/// Two compactions of the same files, each from a snapshot taken before the other committed:
+/// the second is refused (Delta alone would let both remove the files, as neither changes
+/// data, and the records would count twice).
+#[tokio::test]
+async fn a_second_compaction_of_the_same_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let lake = DeltaLake::open_store(&config).unwrap();
+    lake.state(Table::Events).await.unwrap();
+    let store = lake.store().clone();
+    let (a, b) = (events_file(&store, "2026-11-01", 0, 5).await, events_file(&store, "2026-11-01", 5, 9).await);
+    lake.append(Table::Events, vec![a.clone(), b.clone()]).await.unwrap();
+    let (first, second) = (DeltaLake::open_store(&config).unwrap(), DeltaLake::open_store(&config).unwrap());
+    // Both writers hold the snapshot with the two files.
+    first.positions(Table::Events, GROUP, TOPIC, &[]).await.unwrap();
+    second.positions(Table::Events, GROUP, TOPIC, &[]).await.unwrap();
+    let compaction = |name: &str| {
+        let mut folded = a.clone();
+        folded.path = format!("date=2026-11-01/{name}.parquet");
+        TableCommit {
+            operation: "compact".into(),
+            remove: vec![a.path.clone(), b.path.clone()],
+            claims: vec![usageflow_lake::delta::compaction_claim(Table::Events, &a.partition_values)],
+            add: vec![folded],
+            ..TableCommit::default()
+        }
+    };
+    assert_eq!(first.commit(Table::Events, &compaction("compacted-1")).await.unwrap(), 2);
+    let err = second.commit(Table::Events, &compaction("compacted-2")).await.unwrap_err();
+    assert!(matches!(err, DeltaError::ConcurrentTransaction { .. }), "{err}");
+    let files: Vec<String> = lake.state(Table::Events).await.unwrap().files.into_keys().collect();
+    assert_eq!(files, ["date=2026-11-01/compacted-1.parquet"]);
 }

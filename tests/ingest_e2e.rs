@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use usageflow_ingest::loadgen::{self, LoadgenConfig};
 use usageflow_ingest::{CaughtUp, Counters, IngestConfig, Ingester, PipelineError};
-use usageflow_lake::Manifests;
+use usageflow_lake::DeltaLake;
 
 /// Runs an ingester until it has seen `messages` messages, then stops it (which flushes).
 fn ingest_until(ingester: &Ingester, messages: u64) {
@@ -33,14 +33,14 @@ fn ingest_until(ingester: &Ingester, messages: u64) {
 #[test]
 fn a_setting_that_cannot_work_stops_the_ingester_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let mut kafka = support::kafka_config("ingest-invalid");
     kafka.topic = String::new();
     let ingester = Ingester {
         kafka,
         config: IngestConfig { metrics_listen: String::new(), ..IngestConfig::default() },
         index: support::sample_index(),
-        store,
+        lake,
         counters: Arc::new(Counters::default()),
     };
     let started = Instant::now();
@@ -56,7 +56,7 @@ fn a_setting_that_cannot_work_stops_the_ingester_at_once() {
 #[test]
 fn stopped_while_failing_the_ingester_returns_the_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let mut kafka = support::kafka_config("ingest-unreachable");
     kafka.bootstrap_servers = "127.0.0.1:1".into();
     let ingester = Ingester {
@@ -68,7 +68,7 @@ fn stopped_while_failing_the_ingester_returns_the_failure() {
             ..IngestConfig::default()
         },
         index: support::sample_index(),
-        store,
+        lake,
         counters: Arc::new(Counters::default()),
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -90,7 +90,7 @@ fn stopped_while_failing_the_ingester_returns_the_failure() {
 #[test]
 fn a_batch_run_against_a_silent_broker_fails_within_its_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let mut kafka = support::kafka_config("ingest-silent");
     kafka.bootstrap_servers = "127.0.0.1:1".into();
     let ingester = Ingester {
@@ -102,7 +102,7 @@ fn a_batch_run_against_a_silent_broker_fails_within_its_wait() {
             ..IngestConfig::default()
         },
         index: support::sample_index(),
-        store,
+        lake,
         counters: Arc::new(Counters::default()),
     };
     let rule = CaughtUp { idle: Duration::from_secs(1), assignment_timeout: Duration::from_secs(2) };
@@ -131,12 +131,12 @@ fn a_batch_run_stops_once_caught_up_with_exact_totals() {
     };
     let truth = loadgen::produce(&kafka, &index, &spec).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let ingester = Ingester {
         kafka,
         config: IngestConfig { max_batch_events: 2_500, metrics_listen: String::new(), ..IngestConfig::default() },
         index,
-        store: store.clone(),
+        lake: lake.clone(),
         counters: Arc::new(Counters::default()),
     };
     // An idle period far shorter than a first group join on a new broker: the run must still
@@ -170,13 +170,13 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
     assert!(truth.duplicates > 0 && truth.rejected > 0 && truth.valid > 25_000, "{truth:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let config = IngestConfig { max_batch_events: 7_000, metrics_listen: String::new(), ..IngestConfig::default() };
     let ingester = Ingester {
         kafka: kafka.clone(),
         config,
         index: index.clone(),
-        store: store.clone(),
+        lake: lake.clone(),
         counters: Arc::new(Counters::default()),
     };
     ingest_until(&ingester, truth.messages);
@@ -189,13 +189,16 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
     assert_eq!(c.transactions.load(Ordering::Relaxed), c.commits.load(Ordering::Relaxed));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
-    assert!(state.version >= 4, "several batches, several commits: {}", state.version);
-    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let state = rt.block_on(lake.snapshot()).unwrap();
+    let version = state.version();
+    assert!(version.records >= Some(4) && version.events >= Some(4), "several batches, several commits: {version}");
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
     assert_eq!(totals.len(), truth.records.len());
     assert!(totals == truth.records, "lake totals differ from the generated truth");
-    let committed: i64 = state.offsets[&kafka.topic].values().sum();
-    assert_eq!(committed as u64, truth.messages, "the lake covers every message exactly");
+    let all = truth.messages as i64;
+    assert_eq!(support::lake_covered(&lake, &rt, &kafka, 4), (all, all), "both tables cover every message exactly");
+    let events: u64 = state.files_of(usageflow_lake::Table::Events).map(|f| f.rows).sum();
+    assert_eq!(events, truth.valid, "one raw event row per accepted event");
 
     let dead = support::read_topic(&kafka.bootstrap_servers, &kafka.dead_letter_topic);
     assert_eq!(dead.len() as u64, truth.rejected);
@@ -225,21 +228,17 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
     // Compaction folds the small files; two compactions racing on the same files: one wins.
     let records_files = state.files_of(usageflow_lake::Table::Records).count();
     let (a, b) = rt.block_on(async {
-        let (ma, mb) = (Manifests::new(store.clone(), "compact-a"), Manifests::new(store.clone(), "compact-b"));
-        ma.state().await.unwrap();
-        mb.state().await.unwrap();
-        tokio::join!(
-            usageflow_lake::compact::compact_records(&store, &ma, 2),
-            usageflow_lake::compact::compact_records(&store, &mb, 2)
-        )
+        let config = usageflow_lake::StoreConfig::local(dir.path());
+        let (la, lb) = (DeltaLake::open_store(&config).unwrap(), DeltaLake::open_store(&config).unwrap());
+        tokio::join!(usageflow_lake::compact::compact_records(&la, 2), usageflow_lake::compact::compact_records(&lb, 2))
     });
     let wins: Vec<_> = [&a, &b].into_iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(wins.len(), 1, "{a:?} {b:?}");
     assert!(wins[0].groups > 0 && wins[0].rows_after < wins[0].rows_before, "{:?}", wins[0]);
-    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
+    let state = rt.block_on(lake.snapshot()).unwrap();
     let compacted_files = state.files_of(usageflow_lake::Table::Records).count();
     assert!(compacted_files < records_files, "{compacted_files} files after, {records_files} before");
-    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
     assert!(totals == truth.records, "compaction changed the totals");
     let (_, records_rows) =
         state.files_of(usageflow_lake::Table::Records).fold((0, 0), |(f, r), x| (f + 1, r + x.rows));
@@ -255,8 +254,8 @@ fn events_reach_the_lake_exactly_and_bad_ones_the_dead_letter_topic() {
     ingest_until(&ingester, again.messages);
     assert_eq!(ingester.counters.accepted.load(Ordering::Relaxed), 0);
     assert_eq!(ingester.counters.duplicates.load(Ordering::Relaxed), again.valid + again.duplicates);
-    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
-    let totals_after = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let state = rt.block_on(lake.snapshot()).unwrap();
+    let totals_after = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
     assert!(totals_after == truth.records, "a replay changed the totals");
     let dead = support::read_topic(&kafka.bootstrap_servers, &kafka.dead_letter_topic);
     assert_eq!(dead.len() as u64, truth.rejected + again.rejected);
@@ -271,16 +270,16 @@ fn the_lake_works_on_s3() {
     loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
     let spec = LoadgenConfig { events: 6_000, seed: 8, ..LoadgenConfig::default() };
     let truth = loadgen::produce(&kafka, &index, &spec).unwrap();
-    let store = usageflow_lake::open_store(&support::s3_store_config("ingest-lake")).unwrap();
+    let lake = DeltaLake::open_store(&support::s3_store_config("ingest-lake")).unwrap();
     // One worker here; the test above runs one per CPU, then three for four partitions.
     let config =
         IngestConfig { max_batch_events: 2_000, workers: 1, metrics_listen: String::new(), ..IngestConfig::default() };
-    let ingester = Ingester { kafka, config, index, store: store.clone(), counters: Arc::new(Counters::default()) };
+    let ingester = Ingester { kafka, config, index, lake: lake.clone(), counters: Arc::new(Counters::default()) };
     ingest_until(&ingester, truth.messages);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
-    assert!(state.version >= 2);
-    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let state = rt.block_on(lake.snapshot()).unwrap();
+    assert!(state.version().records >= Some(2));
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
     assert!(totals == truth.records, "lake totals on S3 differ from the generated truth");
 }
 
@@ -316,7 +315,7 @@ fn dead_letters_sent_back_after_a_fix_are_counted_once() {
     producer.flush(Duration::from_secs(30)).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let mut config = IngestConfig { metrics_listen: String::new(), ..IngestConfig::default() };
     config.validation.max_quantity = 1_000;
     let run = |config: &IngestConfig, messages: u64| {
@@ -324,7 +323,7 @@ fn dead_letters_sent_back_after_a_fix_are_counted_once() {
             kafka: kafka.clone(),
             config: config.clone(),
             index: support::sample_index(),
-            store: store.clone(),
+            lake: lake.clone(),
             counters: Arc::new(Counters::default()),
         };
         ingest_until(&ingester, messages);
@@ -360,8 +359,8 @@ fn dead_letters_sent_back_after_a_fix_are_counted_once() {
     assert_eq!(stamps, vec![sent_at; 9]);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = rt.block_on(Manifests::new(store.clone(), "test").state()).unwrap();
-    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let state = rt.block_on(lake.snapshot()).unwrap();
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
     let quantity: i128 = totals.values().map(|t| t.quantity).sum();
     let events: i64 = totals.values().map(|t| t.event_count).sum();
     assert_eq!((quantity, events), (15_000 * 100_000_000, 3));

@@ -14,13 +14,11 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
 use usageflow_api::{ApiConfig, AppState, KeyRing, Role, StoredKey, auth::digest};
 use usageflow_files::FileService;
-use usageflow_lake::Table;
-use usageflow_lake::manifest::{CommitRequest, DataFile, Manifests};
-use usageflow_lake::tables::{EventRow, EventsBuilder, to_parquet};
+use usageflow_lake::tables::{EventRow, EventsBuilder};
+use usageflow_lake::{DeltaLake, Table};
 use usageflow_model::ReportingSchema;
 use usageflow_workflow::{SystemClock, WorkflowStore};
 
@@ -250,7 +248,7 @@ fn workbook(rows: &[Vec<String>]) -> Vec<u8> {
 
 /// Commits one events file to the lake: `(asset, quantity, hours ago)` per event, all of
 /// Fieldlink's SMS item, so that the live view has usage of the current month.
-async fn commit_events(store: Arc<dyn ObjectStore>, events: &[(&str, i128, i64)]) -> i128 {
+async fn commit_events(lake: &DeltaLake, events: &[(&str, i128, i64)]) -> i128 {
     let now = Utc::now();
     let month_start = Utc
         .with_ymd_and_hms(
@@ -288,24 +286,9 @@ async fn commit_events(store: Arc<dyn ObjectStore>, events: &[(&str, i128, i64)]
         total += quantity;
     }
     let day = month_start.format("%Y-%m-%d").to_string();
-    let path = format!("lake/events/date={day}/part-portal.parquet");
-    let bytes = to_parquet(&b.finish()).unwrap();
-    store.put(&path.as_str().into(), bytes.clone().into()).await.unwrap();
-    let add = vec![DataFile {
-        path,
-        table: Table::Events,
-        rows: events.len() as u64,
-        bytes: bytes.len() as u64,
-        kafka_partition: Some(0),
-        offset_start: Some(0),
-        offset_end: Some(events.len() as i64),
-        product: Some("PRD-200-200-002".into()),
-        partition_value: Some(day),
-    }];
-    Manifests::new(store, "test")
-        .commit(&CommitRequest { operation: "test".into(), advance: Default::default(), add, remove: vec![] })
-        .await
-        .unwrap();
+    let file =
+        lake.write_file(Table::Events, &b.finish(), &[("date", &day)], "part-00000-portal.parquet").await.unwrap();
+    lake.append(Table::Events, vec![file]).await.unwrap();
     total
 }
 
@@ -315,14 +298,16 @@ const LIVE_EVENTS: &[(&str, i128, i64)] =
 
 /// The server's router over `store` with the sample catalogue, accepting `keys`
 /// (`(key, account, role)`; the key id is the part before the dot), and its file service.
-fn portal_app(store: Arc<dyn ObjectStore>, keys: &[(&str, &str, Role)]) -> (FileService, axum::Router) {
+fn portal_app(lake: &DeltaLake, keys: &[(&str, &str, Role)]) -> (FileService, axum::Router) {
+    let store = lake.store().clone();
     let catalogue = Arc::new(
         usageflow_catalog::load_dir(
             &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("config/catalog"),
         )
         .unwrap(),
     );
-    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue);
+    let service = FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue)
+        .with_lake(lake.clone());
     let keys = keys.iter().map(|(key, account, role)| {
         let id = key.split_once('.').map_or(*key, |(id, _)| id);
         StoredKey { id: id.into(), name: id.into(), account: (*account).into(), role: *role, sha256: digest(key) }
@@ -334,9 +319,9 @@ fn portal_app(store: Arc<dyn ObjectStore>, keys: &[(&str, &str, Role)]) -> (File
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vendor_to_distributor_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path().join("store"))).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path().join("store"))).unwrap();
     let (service, app) = portal_app(
-        store.clone(),
+        &lake,
         &[
             (VENDOR_KEY, "VA-200-002", Role::Vendor),
             (PROVIDER_KEY, "PA-500-001", Role::Provider),
@@ -346,7 +331,7 @@ async fn vendor_to_distributor_in_the_browser() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let live_total = commit_events(store.clone(), LIVE_EVENTS).await;
+    let live_total = commit_events(&lake, LIVE_EVENTS).await;
 
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
@@ -564,7 +549,7 @@ async fn vendor_to_distributor_in_the_browser() {
 async fn live_view_is_exact_and_scoped() {
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
     let accounts = [
         ("fieldlink", "VA-200-002", Role::Vendor),
         ("vaultline", "VA-300-003", Role::Vendor),
@@ -574,8 +559,8 @@ async fn live_view_is_exact_and_scoped() {
     let keys: Vec<(String, &str, Role)> =
         accounts.iter().map(|(name, account, role)| (format!("SU-{name}.live-{name}"), *account, *role)).collect();
     let keys: Vec<(&str, &str, Role)> = keys.iter().map(|(k, a, r)| (k.as_str(), *a, *r)).collect();
-    let (_, app) = portal_app(store.clone(), &keys);
-    commit_events(store, LIVE_EVENTS).await;
+    let (_, app) = portal_app(&lake, &keys);
+    commit_events(&lake, LIVE_EVENTS).await;
     let get = |who: &str, query: &str| {
         let req = axum::http::Request::builder()
             .uri(format!("/public/v1/usage/live{query}"))

@@ -152,3 +152,19 @@ pub fn whole_topic<C: rdkafka::consumer::ConsumerContext>(
     }
     tpl
 }
+
+/// How far the lake's two tables have read `kafka`'s topic for its consumer group: the
+/// positions of partitions `0..partitions` summed, `(records, events)`.
+pub fn lake_covered(
+    lake: &usageflow_lake::DeltaLake,
+    rt: &tokio::runtime::Runtime,
+    kafka: &usageflow_ingest::KafkaConfig,
+    partitions: i32,
+) -> (i64, i64) {
+    let all: Vec<i32> = (0..partitions).collect();
+    let sum = |table| {
+        let at = rt.block_on(lake.positions(table, &kafka.group_id, &kafka.topic, &all)).unwrap();
+        at.values().map(|p| p.unwrap_or(0)).sum::<i64>()
+    };
+    (sum(usageflow_lake::Table::Records), sum(usageflow_lake::Table::Events))
+}

@@ -135,6 +135,7 @@ impl From<usageflow_query::QueryError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "SQL_003", format!("{} error: {}", public.class, public.message))
                     .with_request_id(id)
             }
+            usageflow_query::QueryError::AsOf(m) => Self::new(StatusCode::BAD_REQUEST, "SQL_006", m),
             other => {
                 tracing::error!(error = %other, "query failed");
                 Self::internal(other.to_string())

@@ -62,7 +62,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, u16, bool)] = &[
     (
         "post",
         "/sql",
-        "Read-only SQL over the caller's share of the lake, files and catalogue (`{\"sql\": ...}`)",
+        "Read-only SQL over the caller's share of the lake, files and catalogue (`{\"sql\": ..., \"format\": \"json\"|\"csv\", \"as_of\": VERSION|TIME}`); the answer's `x-usageflow-lake-version` names the lake versions read",
         200,
         false,
     ),

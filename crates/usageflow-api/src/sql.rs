@@ -19,6 +19,10 @@ use crate::error::{ApiError, ApiResult, request_id};
 use crate::files::parse_json;
 use crate::{AppState, Principal, Role};
 
+/// The answer's header naming the versions of the lake's tables the query read
+/// (`{"records":12,"events":11}`).
+pub const LAKE_VERSION_HEADER: &str = "x-usageflow-lake-version";
+
 /// Most rows one call returns.
 pub const MAX_ROWS: usize = 10_000;
 
@@ -64,6 +68,14 @@ pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: B
         "csv" => Format::Csv,
         other => return Err(ApiError::invalid(format!("format `{other}` is not json or csv"))),
     };
+    let as_of = match body.get("as_of") {
+        None | Some(Value::Null) => usageflow_lake::AsOf::Latest,
+        Some(Value::Number(n)) => {
+            usageflow_lake::AsOf::Version(n.as_u64().ok_or_else(|| ApiError::invalid("`as_of` is not a lake version"))?)
+        }
+        Some(Value::String(t)) => t.parse().map_err(|e: String| ApiError::invalid(format!("`as_of`: {e}")))?,
+        Some(_) => return Err(ApiError::invalid("`as_of` is a lake version (a number) or a time (a string)")),
+    };
     let Some(_slot) = state.limits.start_query(&who.account) else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -77,7 +89,8 @@ pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: B
     // The files and chunks come from the server's index and caches; only the record changes
     // and the reconciliations are read per call.
     let files = state.files.files().await?;
-    let mut sources = usageflow_query::load_file_sources_of(&state.service, files.to_vec()).await?;
+    let mut sources = usageflow_query::load_file_sources_as_of(&state.service, files.to_vec(), as_of).await?;
+    let lake_version = sources.lake.version();
     let billed = files.iter().filter(|f| f.status.is_billed()).map(|f| f.id.as_str());
     sources.chunks = crate::chunks::chunks_of(&state, billed).await?.iter().map(|c| Chunk::clone(c)).collect();
     sources.reconciliations = usageflow_query::load_reconciliations(&state.service).await?;
@@ -107,5 +120,13 @@ pub(crate) async fn query(State(state): State<AppState>, who: Principal, body: B
     }
     let bytes = usageflow_query::output::write(&batches, format)?;
     let content_type = if format == Format::Json { "application/json" } else { "text/csv" };
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let versions = serde_json::to_string(&lake_version).unwrap_or_default();
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::HeaderName::from_static(LAKE_VERSION_HEADER), versions.as_str()),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -73,7 +73,7 @@ pub async fn register_lake(ctx: &SessionContext, root: &Path, lake: &LakeState) 
     ] {
         let urls = lake
             .files_of(table)
-            .map(|f| ListingTableUrl::parse(root.join(&f.path).to_string_lossy()))
+            .map(|f| ListingTableUrl::parse(root.join(f.location()).to_string_lossy()))
             .collect::<Result<Vec<_>>>()?;
         if urls.is_empty() {
             ctx.register_table(name, Arc::new(datafusion::datasource::empty::EmptyTable::new(schema)))?;

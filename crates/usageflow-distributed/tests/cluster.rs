@@ -6,12 +6,13 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use object_store::ObjectStoreExt;
 use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
-use usageflow_lake::{CommitRequest, DataFile, Manifests, Table};
+use usageflow_lake::{DeltaLake, Table};
 use usageflow_query::billing::to_rows;
 use usageflow_query::{Scope, Sources};
 
 async fn lake(dir: &std::path::Path) -> usageflow_lake::LakeState {
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
+    let store = lake.store().clone();
     let mut add = Vec::new();
     for (k, (product, month, day)) in
         [("PRD-A", "2026-09", 9), ("PRD-A", "2026-10", 10), ("PRD-A", "2026-11", 11), ("PRD-B", "2026-11", 11)]
@@ -45,32 +46,17 @@ async fn lake(dir: &std::path::Path) -> usageflow_lake::LakeState {
                 kafka_partition: 0,
             });
         }
-        let bytes = to_parquet(&b.finish()).unwrap();
-        let path = format!("lake/records/product={product}/month={month}/part-{k}.parquet");
-        store.put(&path.as_str().into(), bytes.clone().into()).await.unwrap();
+        let batch = b.finish();
+        let partition = [("product", product), ("month", month)];
+        add.push(lake.write_file(Table::Records, &batch, &partition, &format!("part-{k}.parquet")).await.unwrap());
         if k == 3 {
             // Written but never committed: neither engine may read it.
             let orphan = format!("lake/records/product={product}/month={month}/orphan.parquet");
-            store.put(&orphan.as_str().into(), bytes.clone().into()).await.unwrap();
+            store.put(&orphan.as_str().into(), to_parquet(&batch).unwrap().into()).await.unwrap();
         }
-        add.push(DataFile {
-            path,
-            table: Table::Records,
-            rows: 2_000,
-            bytes: bytes.len() as u64,
-            kafka_partition: Some(0),
-            offset_start: None,
-            offset_end: None,
-            product: Some(product.into()),
-            partition_value: Some(month.into()),
-        });
     }
-    let manifests = Manifests::new(store, "test");
-    manifests
-        .commit(&CommitRequest { operation: "test".into(), advance: Default::default(), add, remove: vec![] })
-        .await
-        .unwrap();
-    manifests.state().await.unwrap()
+    lake.append(Table::Records, add).await.unwrap();
+    lake.snapshot().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -61,7 +61,7 @@ pub async fn compile_from_lake(
         m
     };
     let files = state.files_of(Table::Records).filter(|f| {
-        f.product.as_deref() == Some(product) && f.partition_value.as_ref().is_none_or(|m| months.contains(m))
+        f.partition("product") == Some(product) && f.partition("month").is_none_or(|m| months.iter().any(|x| x == m))
     });
     let sums = sum_records(store, files).await?;
     let columns = record_columns(schema);

@@ -82,6 +82,7 @@ pub struct UploadOutcome {
 #[derive(Debug, Clone)]
 pub struct FileService {
     store: Arc<dyn ObjectStore>,
+    lake: usageflow_lake::DeltaLake,
     workflow: WorkflowStore,
     catalogue: Arc<Catalogue>,
     limits: ReadLimits,
@@ -93,9 +94,12 @@ fn r(id: &str, name: &str) -> Ref {
 }
 
 impl FileService {
-    /// A service over a store, a workflow store on the same store, and the catalogue.
+    /// A service over a store, a workflow store on the same store, and the catalogue. The
+    /// lake's tables are read on `store` through its object-store interface; for a store on
+    /// the local filesystem, give them with [`FileService::with_lake`].
     pub fn new(store: Arc<dyn ObjectStore>, workflow: WorkflowStore, catalogue: Arc<Catalogue>) -> Self {
         Self {
+            lake: usageflow_lake::DeltaLake::new(store.clone(), None),
             store,
             workflow,
             catalogue,
@@ -109,6 +113,17 @@ impl FileService {
     pub fn with_max_records_per_file(mut self, n: usize) -> Self {
         self.max_records_per_file = n.clamp(1, crate::MAX_RECORDS_PER_SHEET);
         self
+    }
+
+    /// Reads the lake's tables through `lake` (opened on the same store).
+    pub fn with_lake(mut self, lake: usageflow_lake::DeltaLake) -> Self {
+        self.lake = lake;
+        self
+    }
+
+    /// The lake's tables.
+    pub fn lake(&self) -> &usageflow_lake::DeltaLake {
+        &self.lake
     }
 
     /// The catalogue.
@@ -523,10 +538,7 @@ impl FileService {
         contract: &str,
         period: Period,
     ) -> Result<UploadOutcome, ServiceError> {
-        let state = usageflow_lake::Manifests::new(self.store.clone(), "compile")
-            .state()
-            .await
-            .map_err(|e| ServiceError::Document(e.to_string()))?;
+        let state = self.lake.snapshot().await.map_err(|e| ServiceError::Document(e.to_string()))?;
         // Files compiled before for this period: once one is submitted, later usage goes into
         // a correction file holding only what the submitted files lack.
         let base_key = format!("compiled:{}:{}", period.from, period.to);
@@ -627,7 +639,7 @@ impl FileService {
             };
             let file = self.create(actor, req).await?;
             let mut general = general_attributes(&file, None);
-            general.push(("lake_version".to_owned(), state.version.to_string()));
+            general.push(("lake_version".to_owned(), state.records.version.unwrap_or_default().to_string()));
             general.push(("events".to_owned(), compiled.events.to_string()));
             let bytes = write_workbook(&general, &categories, &crate::write::record_columns(file.schema), rows.iter())
                 .map_err(|e| ServiceError::Document(e.to_string()))?;

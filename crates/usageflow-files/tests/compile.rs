@@ -4,10 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use usageflow_files::{FileService, ReadLimits, read_workbook};
-use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
-use usageflow_lake::{CommitRequest, DataFile, Manifests, Table};
+use usageflow_lake::tables::{RecordRow, RecordsBuilder};
+use usageflow_lake::{DeltaLake, Table};
 use usageflow_model::{Actor, FileStatus, Period, Ref};
 use usageflow_workflow::{FixedClock, WorkflowStore};
 
@@ -42,37 +41,26 @@ fn row<'a>(contract: &'a str, mpn: &'a str, item: &'a str, scale: i8, day: i64, 
     }
 }
 
-async fn commit(store: &Arc<dyn ObjectStore>, name: &str, rows: &[RecordRow<'_>]) {
+async fn commit(lake: &DeltaLake, name: &str, rows: &[RecordRow<'_>]) {
     let mut b = RecordsBuilder::default();
     for r in rows {
         b.push(r);
     }
     let batch = b.finish();
-    let path = format!("lake/records/product=PRD-200-200-002/month=2026-11/{name}.parquet");
-    store.put(&path.as_str().into(), PutPayload::from(to_parquet(&batch).unwrap())).await.unwrap();
-    let file = DataFile {
-        path,
-        table: Table::Records,
-        rows: batch.num_rows() as u64,
-        bytes: 0,
-        kafka_partition: Some(0),
-        offset_start: None,
-        offset_end: None,
-        product: Some("PRD-200-200-002".into()),
-        partition_value: Some("2026-11".into()),
-    };
-    let m = Manifests::new(store.clone(), "test");
-    m.commit(&CommitRequest { operation: "ingest".into(), add: vec![file], ..Default::default() }).await.unwrap();
+    let partition = [("product", "PRD-200-200-002"), ("month", "2026-11")];
+    let file = lake.write_file(Table::Records, &batch, &partition, &format!("{name}.parquet")).await.unwrap();
+    lake.append(Table::Records, vec![file]).await.unwrap();
 }
 
 #[tokio::test]
 async fn compile_sums_the_period_and_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let store = lake.store().clone();
     let (nov3, nov4) = (us(2026, 11, 3), us(2026, 11, 4));
     let ours = "CRD-20001-10001-00001";
     commit(
-        &store,
+        &lake,
         "a",
         &[
             row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 5 * 100_000_000),
@@ -81,7 +69,7 @@ async fn compile_sums_the_period_and_is_deterministic() {
     )
     .await;
     commit(
-        &store,
+        &lake,
         "b",
         &[
             row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 2 * 100_000_000),
@@ -96,7 +84,8 @@ async fn compile_sums_the_period_and_is_deterministic() {
     )
     .unwrap();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
-    let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue));
+    let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue))
+        .with_lake(lake.clone());
     let vendor = Actor::vendor("VA-200-002", Ref { id: "job".into(), name: "compiler".into() });
     let period = Period {
         from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
@@ -135,7 +124,7 @@ async fn compile_sums_the_period_and_is_deterministic() {
         .unwrap();
     let nov5 = us(2026, 11, 5);
     commit(
-        &store,
+        &lake,
         "c",
         &[
             row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, nov3, 3 * 100_000_000),
@@ -171,17 +160,19 @@ async fn compile_sums_the_period_and_is_deterministic() {
 #[tokio::test]
 async fn a_period_beyond_one_workbook_is_split_into_valid_files() {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let store = lake.store().clone();
     let ours = "CRD-20001-10001-00001";
     let days: Vec<i64> = (1..=5).map(|d| us(2026, 11, d)).collect();
     let rows: Vec<_> = days.iter().map(|d| row(ours, "FL-SMS", "PRD-200-200-002-0002", 0, *d, 100_000_000)).collect();
-    commit(&store, "a", &rows).await;
+    commit(&lake, "a", &rows).await;
     let catalogue = usageflow_catalog::load_dir(
         &Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../config/catalog"),
     )
     .unwrap();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
     let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), Arc::new(catalogue))
+        .with_lake(lake.clone())
         .with_max_records_per_file(2);
     let vendor = Actor::vendor("VA-200-002", Ref { id: "job".into(), name: "compiler".into() });
     let period = Period {

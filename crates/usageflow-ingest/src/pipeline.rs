@@ -15,7 +15,7 @@
 //!   flusher and starts the next batch;
 //! * the **flusher thread** joins the poll thread's offsets with the workers' data and
 //!   writes the batch: Parquet files (each partition's encoded on a thread of its own), then
-//!   the lake commit;
+//!   the lake commits, one to the `records` Delta table and then one to `events`;
 //! * the **transaction thread** then runs the batch's Kafka transaction (its dead-letter
 //!   events and the consumer offsets), one at a time in batch order, while the flusher writes
 //!   the next batch. After a failed transaction it runs none, so Kafka's offsets never pass
@@ -28,15 +28,19 @@
 //! back-pressured instead of anything being dropped.
 //!
 //! # Exactly once
-//! The lake is the system of record for data: each commit stores, per partition, the next
-//! offset to read (`L`), and is refused if another writer moved a partition since the batch
-//! started. Kafka's committed group offset (`K`) moves only inside the transaction that also
-//! publishes the batch's dead-letter events, and only after the lake commit, so `K ≤ L`.
-//! After any failure the ingester restarts from scratch: it consumes from `K`; messages
-//! below `L` are already in the lake, so they are only re-validated to publish their
-//! dead-letter events (lost with the aborted transaction), and counting resumes at `L`.
-//! Event ids are remembered from the committed raw events, so duplicates are recognised
-//! across restarts and rebalances.
+//! The lake is the system of record for data: each commit to a table stores, per partition,
+//! the next offset to read as a Delta application transaction (`L`, one per table), and is
+//! refused if another writer moved a partition since this writer took it over. `records` is
+//! committed before `events`, so `L(events) ≤ L(records)`. Kafka's committed group offset
+//! (`K`) moves only inside the transaction that also publishes the batch's dead-letter
+//! events, and only after both lake commits, so `K ≤ L`. After any failure the ingester
+//! restarts from scratch: it consumes from `K`; messages below both positions are already in
+//! the lake, so they are only re-validated to publish their dead-letter events (lost with the
+//! aborted transaction); a message between the two (a stop between the two commits) is
+//! de-duplicated and written to the table that lacks it only. Event ids are remembered from
+//! the committed raw events below the lower position, so duplicates are recognised across
+//! restarts and rebalances, and the de-duplication of a message read again decides as it
+//! did the first time.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -50,7 +54,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::KafkaError;
@@ -59,7 +63,7 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::{FxHashMap, FxHashSet};
 use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
-use usageflow_lake::{CommitRequest, DataFile, LakeState, Manifests, Table, paths};
+use usageflow_lake::{DeltaLake, Table, TableCommit, TableFile, paths};
 
 use crate::aggregate::{Agg, AggKey, Records};
 use crate::decode::{CeHeaders, decode};
@@ -76,9 +80,9 @@ pub enum PipelineError {
     /// Kafka failed (broker down, transaction aborted, fenced).
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
-    /// The lake refused or failed a commit.
-    #[error("lake commit: {0}")]
-    Commit(#[from] usageflow_lake::CommitError),
+    /// The lake refused or failed a commit, or its tables could not be read.
+    #[error("lake: {0}")]
+    Commit(#[from] usageflow_lake::DeltaError),
     /// Reading committed lake files failed.
     #[error("lake read: {0}")]
     Read(#[from] usageflow_lake::tables::ReadError),
@@ -235,8 +239,11 @@ pub struct Counters {
     pub duplicates: std::sync::atomic::AtomicU64,
     /// Messages below the lake position, only re-validated.
     pub replayed: std::sync::atomic::AtomicU64,
-    /// Lake commits.
+    /// Batches committed to the lake (one commit to `records` and one to `events` each, of
+    /// the tables the batch advances).
     pub commits: std::sync::atomic::AtomicU64,
+    /// Time spent in lake commits (both tables), in microseconds: the commit share of ingest.
+    pub commit_micros: std::sync::atomic::AtomicU64,
     /// Kafka transactions committed (a batch's dead-letter events and offsets, after its lake
     /// commit): a batch is fully committed when this counts it.
     pub transactions: std::sync::atomic::AtomicU64,
@@ -263,15 +270,63 @@ struct Rejected {
     rejection: Rejection,
 }
 
+/// A partition's positions in the lake's two tables: the next offset each holds (`None`: none
+/// yet). The ingester commits `records` first, so `events` is never ahead; after a crash
+/// between the two commits, the partition is read again from the lower one and each table
+/// skips what it holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Positions {
+    records: Option<i64>,
+    events: Option<i64>,
+}
+
+impl Positions {
+    fn of(&self, table: Table) -> Option<i64> {
+        match table {
+            Table::Records => self.records,
+            Table::Events => self.events,
+        }
+    }
+
+    /// Whether `table` already holds `offset`.
+    fn holds(&self, table: Table, offset: i64) -> bool {
+        self.of(table).is_some_and(|p| offset < p)
+    }
+
+    /// The offset below which both tables hold everything.
+    fn lower(&self) -> i64 {
+        self.records.unwrap_or(0).min(self.events.unwrap_or(0))
+    }
+
+    /// Both moved on to `to`, where they were behind it.
+    fn advance(&mut self, to: i64) {
+        for p in [&mut self.records, &mut self.events] {
+            if p.is_none_or(|v| v < to) {
+                *p = Some(to);
+            }
+        }
+    }
+}
+
 /// Offsets of one partition in the current batch, kept by the poll thread.
 #[derive(Debug, Default, Clone, Copy)]
 struct Marks {
-    /// The lake position when the batch started (the commit's compare-and-set value).
-    lake_from: Option<i64>,
-    /// Set once a message at or beyond the lake position was polled.
+    /// The lake positions when the batch started (the commits' compare-and-set values).
+    lake_from: Positions,
+    /// Set once a message that a table does not hold yet was polled.
     lake_to: Option<i64>,
     /// Next offset to consume.
     kafka_next: Option<i64>,
+}
+
+impl Marks {
+    /// Where `table`'s commit moves the partition: `(from, to)`, if the batch reached past
+    /// what the table holds.
+    fn advance(&self, table: Table) -> Option<(Option<i64>, i64)> {
+        let from = self.lake_from.of(table);
+        let to = self.lake_to?;
+        from.is_none_or(|f| to > f).then_some((from, to))
+    }
 }
 
 /// What a worker made of one partition's messages in the current batch.
@@ -370,8 +425,12 @@ struct Meta {
     partition: i32,
     offset: i64,
     kafka_ts: i64,
-    /// Below the lake position: only re-validated, for the dead-letter topic.
+    /// Below both tables' positions: only re-validated, for the dead-letter topic.
     replay: bool,
+    /// Held by `records` (not by `events`): de-duplicated, not counted again.
+    skip_records: bool,
+    /// Held by `events` (not by `records`): de-duplicated and counted, not stored again.
+    skip_events: bool,
     payload: Range<usize>,
     key: Option<Range<usize>>,
     headers: Range<usize>,
@@ -450,7 +509,9 @@ impl Chunk {
         start..self.data.len()
     }
 
-    fn push(&mut self, msg: &impl Polled, kafka_ts: i64, replay: bool) {
+    fn push(&mut self, msg: &impl Polled, kafka_ts: i64, held: Positions) {
+        let offset = msg.offset();
+        let (skip_records, skip_events) = (held.holds(Table::Records, offset), held.holds(Table::Events, offset));
         let payload = self.bytes(msg.payload());
         let key = msg.key().map(|k| self.bytes(k));
         let first = self.headers.len();
@@ -464,7 +525,9 @@ impl Chunk {
             partition: msg.partition(),
             offset: msg.offset(),
             kafka_ts,
-            replay,
+            replay: skip_records && skip_events,
+            skip_records,
+            skip_events,
             payload,
             key,
             headers,
@@ -681,10 +744,14 @@ impl Worker {
     fn accept(&mut self, event: Candidate<'_>, key: AggKey, category: u32) {
         let Candidate { meta: m, valid, id, category: _, attributes } = event;
         let part = self.parts.entry(m.partition).or_default();
-        part.records.add(key, &valid);
-        part.first_kafka_ts.get_or_insert(m.kafka_ts);
-        let extra = Extra { id: &id, category, attributes, offset: m.offset, kafka_ts: m.kafka_ts };
-        part.events.push(&valid, &extra);
+        if !m.skip_records {
+            part.records.add(key, &valid);
+        }
+        if !m.skip_events {
+            part.first_kafka_ts.get_or_insert(m.kafka_ts);
+            let extra = Extra { id: &id, category, attributes, offset: m.offset, kafka_ts: m.kafka_ts };
+            part.events.push(&valid, &extra);
+        }
     }
 }
 
@@ -701,11 +768,12 @@ struct WorkerLink {
 /// batch boundaries, partition positions, and routing of messages to workers.
 struct Processor {
     topic: String,
+    group: String,
     config: IngestConfig,
     dedupe: Arc<Dedupe>,
     loaded_event_files: FxHashSet<String>,
-    /// Lake position per owned partition (after the batch being flushed, if any).
-    lake_next: FxHashMap<i32, Option<i64>>,
+    /// Lake positions per owned partition (after the batch being flushed, if any).
+    lake_next: FxHashMap<i32, Positions>,
     marks: BTreeMap<i32, Marks>,
     workers: Vec<WorkerLink>,
     /// Which worker processes a partition; fixed while the partition is assigned, so each
@@ -720,8 +788,7 @@ struct Processor {
     to_flusher: SyncSender<ToFlusher>,
     failure: Arc<Mutex<Option<PipelineError>>>,
     counters: Arc<Counters>,
-    manifests: Arc<Manifests>,
-    store: Arc<dyn ObjectStore>,
+    lake: DeltaLake,
     runtime: tokio::runtime::Handle,
 }
 
@@ -742,11 +809,10 @@ impl Processor {
         let partition = msg.partition();
         let offset = msg.offset();
         let kafka_ts = msg.timestamp_millis().unwrap_or(0).saturating_mul(1000);
-        let lake_next = self.lake_next.get(&partition).copied().flatten();
-        let marks = self.marks.entry(partition).or_insert_with(|| Marks { lake_from: lake_next, ..Marks::default() });
+        let held = self.lake_next.get(&partition).copied().unwrap_or_default();
+        let marks = self.marks.entry(partition).or_insert_with(|| Marks { lake_from: held, ..Marks::default() });
         marks.kafka_next = Some(offset + 1);
-        let replay = lake_next.is_some_and(|l| offset < l);
-        if !replay {
+        if offset >= held.lower() {
             marks.lake_to = Some(offset + 1);
         }
         self.batch_bytes += msg.payload().len();
@@ -763,7 +829,7 @@ impl Processor {
             }
         };
         let link = &mut self.workers[worker];
-        link.pending.push(msg, kafka_ts, replay);
+        link.pending.push(msg, kafka_ts, held);
         if link.pending.full() {
             self.send_chunk(worker);
         }
@@ -845,7 +911,7 @@ impl Processor {
         let marks = std::mem::take(&mut self.marks);
         for (p, m) in &marks {
             if let Some(to) = m.lake_to {
-                self.lake_next.insert(*p, Some(to));
+                self.lake_next.entry(*p).or_default().advance(to);
             }
         }
         let job = FlushJob { marks, from_workers, workers: self.workers.len(), cgm: self.cgm.clone() };
@@ -859,38 +925,59 @@ impl Processor {
         barrier(&self.to_flusher);
     }
 
-    /// Takes ownership of newly assigned partitions: their lake positions and the event ids
-    /// committed for them.
+    /// Takes ownership of newly assigned partitions: their positions in both tables (read
+    /// from the tables' latest snapshots, on which the next commits build) and the event ids
+    /// committed for them below the lower of the two.
     fn assign(&mut self, partitions: &[i32]) {
         let loaded = self.runtime.block_on(async {
-            let state = self.manifests.state().await?;
+            let records = self.lake.positions(Table::Records, &self.group, &self.topic, partitions).await?;
+            let events = self.lake.positions(Table::Events, &self.group, &self.topic, partitions).await?;
+            let positions: BTreeMap<i32, Positions> = partitions
+                .iter()
+                .map(|p| {
+                    let at = Positions {
+                        records: records.get(p).copied().flatten(),
+                        events: events.get(p).copied().flatten(),
+                    };
+                    (*p, at)
+                })
+                .collect();
+            let state = self.lake.state(Table::Events).await?;
             let cutoff = Utc::now() - chrono::Duration::days(i64::from(self.config.dedupe_window_days) + 1);
             let cutoff_day = cutoff.format("%Y-%m-%d").to_string();
-            let mut fresh =
-                LakeState { version: state.version, offsets: state.offsets.clone(), files: BTreeMap::new() };
-            for (path, file) in &state.files {
-                let recent = file.partition_value.as_deref().is_none_or(|d| d >= cutoff_day.as_str());
-                if file.table == Table::Events && recent && !self.loaded_event_files.contains(path) {
-                    fresh.files.insert(path.clone(), file.clone());
-                }
-            }
-            let mut ids = Vec::new();
-            let n = usageflow_lake::tables::event_ids(&self.store, &fresh, partitions, |_, product, id| {
-                ids.push(event_key(product, id));
-            })
-            .await?;
-            let paths: Vec<String> = fresh
+            let fresh: Vec<&TableFile> = state
                 .files
-                .iter()
-                .filter(|(_, f)| f.kafka_partition.is_none_or(|p| partitions.contains(&p)))
-                .map(|(path, _)| path.clone())
+                .values()
+                .filter(|f| f.partition("date").is_none_or(|d| d >= cutoff_day.as_str()))
+                .filter(|f| !self.loaded_event_files.contains(&f.path))
+                .filter(|f| f.kafka_partition().is_none_or(|p| partitions.contains(&p)))
                 .collect();
-            Ok::<_, PipelineError>((state, ids, n, paths))
+            let below: BTreeMap<i32, Option<i64>> = positions.iter().map(|(p, at)| (*p, Some(at.lower()))).collect();
+            let mut ids = Vec::new();
+            let n = usageflow_lake::tables::event_ids(
+                self.lake.store(),
+                fresh.iter().copied(),
+                &below,
+                |_, product, id| {
+                    ids.push(event_key(product, id));
+                },
+            )
+            .await?;
+            let paths: Vec<String> = fresh.iter().map(|f| f.path.clone()).collect();
+            Ok::<_, PipelineError>((state.version, positions, ids, n, paths))
         });
         match loaded {
-            Ok((state, ids, n, paths)) => {
-                for p in partitions {
-                    self.lake_next.insert(*p, state.offset(&self.topic, *p));
+            Ok((version, positions, ids, n, paths)) => {
+                for (p, at) in &positions {
+                    self.lake_next.insert(*p, *at);
+                    if at.records != at.events {
+                        tracing::warn!(
+                            partition = p,
+                            records = ?at.records,
+                            events = ?at.events,
+                            "the tables' positions differ (a stop between their commits): reading on from the lower"
+                        );
+                    }
                 }
                 self.dedupe.extend(&ids);
                 self.loaded_event_files.extend(paths);
@@ -898,7 +985,7 @@ impl Processor {
                 self.counters.assigned_partitions.store(self.lake_next.len() as u64, Ordering::Relaxed);
                 tracing::info!(
                     ?partitions,
-                    lake_version = state.version,
+                    events_version = version,
                     event_ids = n,
                     remembered = self.dedupe.len(),
                     "partitions assigned"
@@ -978,9 +1065,9 @@ impl ConsumerContext for IngestContext {
 /// Writes batches: Parquet files, lake commit, Kafka transaction.
 struct Flusher {
     topic: String,
+    group: String,
     index: Arc<Index>,
-    store: Arc<dyn ObjectStore>,
-    manifests: Arc<Manifests>,
+    lake: DeltaLake,
     /// The batch's Kafka transaction runs on a thread of its own while the next batch is
     /// written (the rendezvous lets one transaction wait at most).
     to_txn: SyncSender<ToTxn>,
@@ -1020,40 +1107,31 @@ fn nonce() -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()))
 }
 
-/// An encoded data file: where it goes, its bytes, and its manifest entry.
-type Encoded = (Path, Bytes, DataFile);
+/// An encoded data file: where it goes, its bytes, and its `add` action's content.
+type Encoded = (Path, Bytes, TableFile);
 
-/// Where one data file of a partition's batch goes and what it covers.
-struct FileOf<'a> {
-    table: Table,
-    path: Path,
-    partition: i32,
-    offsets: (i64, i64),
-    product: Option<&'a str>,
-    partition_value: String,
-}
-
-fn encode(batch: &RecordBatch, f: FileOf<'_>) -> Result<Encoded, PipelineError> {
+/// Encodes one data file of `table` at `path` (in the store) with its partition values and
+/// statistics.
+fn encode(batch: &RecordBatch, table: Table, path: Path, partition: &[(&str, &str)]) -> Result<Encoded, PipelineError> {
     let bytes =
-        to_parquet(batch).map_err(|e| PipelineError::Write { path: f.path.to_string(), reason: e.to_string() })?;
-    let file = DataFile {
-        path: f.path.to_string(),
-        table: f.table,
+        to_parquet(batch).map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
+    let prefix = format!("lake/{}/", table.name());
+    let file = TableFile {
+        table,
+        path: path.as_ref().strip_prefix(&prefix).unwrap_or(path.as_ref()).to_owned(),
+        partition_values: partition.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        size: bytes.len() as u64,
         rows: batch.num_rows() as u64,
-        bytes: bytes.len() as u64,
-        kafka_partition: Some(f.partition),
-        offset_start: Some(f.offsets.0),
-        offset_end: Some(f.offsets.1),
-        product: f.product.map(str::to_owned),
-        partition_value: Some(f.partition_value),
+        stats: Some(usageflow_lake::delta::statistics(batch)),
     };
-    Ok((f.path, bytes, file))
+    Ok((path, bytes, file))
 }
 
 impl Flusher {
     async fn put(&self, path: Path, bytes: Bytes) -> Result<u64, PipelineError> {
         let len = bytes.len() as u64;
-        self.store
+        self.lake
+            .store()
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
@@ -1062,9 +1140,10 @@ impl Flusher {
 
     /// Encodes the data files of one partition's batch (CPU only; they are stored after).
     fn encode_files(&self, partition: i32, batch: &mut PartBatch) -> Result<Vec<Encoded>, PipelineError> {
-        let (Some(from), Some(to)) = (batch.marks.lake_from.or(Some(0)), batch.marks.lake_to) else {
+        let Some(to) = batch.marks.lake_to else {
             return Ok(Vec::new());
         };
+        let from = |table| batch.marks.lake_from.of(table).unwrap_or(0);
         let mut files = Vec::new();
         let nonce = nonce();
         // Records, one file per product and month.
@@ -1102,30 +1181,15 @@ impl Flusher {
                     kafka_partition: partition,
                 });
             }
-            let path = paths::records_file(&product.id, &month, partition, from, to, &nonce);
-            let file = FileOf {
-                table: Table::Records,
-                path,
-                partition,
-                offsets: (from, to),
-                product: Some(&product.id),
-                partition_value: month,
-            };
-            files.push(encode(&builder.finish(), file)?);
+            let path = paths::records_file(&product.id, &month, partition, from(Table::Records), to, &nonce);
+            let values = [("product", product.id.as_str()), ("month", month.as_str())];
+            files.push(encode(&builder.finish(), Table::Records, path, &values)?);
         }
         if !batch.data.events.is_empty() {
             let date = date_of(batch.data.first_kafka_ts.unwrap_or_default());
-            let path = paths::events_file(&date, partition, from, to, &nonce);
-            let file = FileOf {
-                table: Table::Events,
-                path,
-                partition,
-                offsets: (from, to),
-                product: None,
-                partition_value: date,
-            };
+            let path = paths::events_file(&date, partition, from(Table::Events), to, &nonce);
             let events = batch.data.events.take_batch(&self.index, &batch.dynamic, &batch.categories, partition);
-            files.push(encode(&events, file)?);
+            files.push(encode(&events, Table::Events, path, &[("date", date.as_str())])?);
         }
         Ok(files)
     }
@@ -1158,8 +1222,10 @@ impl Flusher {
         let started = Instant::now();
         let span = tracing::info_span!("flush", topic = %self.topic, partitions = parts.len());
         let _entered = span.enter();
-        // 1. Data files, then 2. the lake commit.
-        let mut request = CommitRequest { operation: "ingest".to_owned(), ..CommitRequest::default() };
+        // 1. Data files, then 2. the lake commits: `records`, then `events`.
+        let commit =
+            || TableCommit { operation: "ingest".to_owned(), group: self.group.clone(), ..TableCommit::default() };
+        let mut requests = [commit(), commit()];
         // Partitions are encoded in parallel (on a 2-core machine the workers are often waiting
         // for this batch's hand-over meanwhile), then stored.
         let encoded: Vec<Result<Vec<Encoded>, PipelineError>> = std::thread::scope(|scope| {
@@ -1176,22 +1242,29 @@ impl Flusher {
             for files in encoded {
                 for (path, bytes, file) in files? {
                     self.put(path, bytes).await?;
-                    let table = if file.table == Table::Events { "events" } else { "records" };
-                    metrics::counter!("usageflow_lake_bytes_written_total", "table" => table).increment(file.bytes);
-                    request.add.push(file);
+                    metrics::counter!("usageflow_lake_bytes_written_total", "table" => file.table.name())
+                        .increment(file.size);
+                    requests[usize::from(file.table == Table::Events)].add.push(file);
                 }
             }
-            for (partition, batch) in &parts {
-                if let Some(to) = batch.marks.lake_to {
-                    request
-                        .advance
-                        .entry(self.topic.clone())
-                        .or_default()
-                        .insert(*partition, (batch.marks.lake_from, to));
+            let mut committed = false;
+            for (request, table) in requests.iter_mut().zip(Table::ALL) {
+                for (partition, batch) in &parts {
+                    if let Some(advance) = batch.marks.advance(table) {
+                        request.advance.entry(self.topic.clone()).or_default().insert(*partition, advance);
+                    }
+                }
+                if !request.advance.is_empty() {
+                    let started = Instant::now();
+                    self.lake.commit(table, request).await?;
+                    let took = started.elapsed();
+                    metrics::histogram!("usageflow_lake_commit_seconds", "table" => table.name())
+                        .record(took.as_secs_f64());
+                    add(&self.counters.commit_micros, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                    committed = true;
                 }
             }
-            if !request.advance.is_empty() {
-                self.manifests.commit(&request).await?;
+            if committed {
                 add(&self.counters.commits, 1);
             }
             Ok::<_, PipelineError>(())
@@ -1208,7 +1281,8 @@ impl Flusher {
         }
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("usageflow_flush_duration_seconds").record(seconds);
-        tracing::debug!(files = request.add.len(), rejected = rejected.len(), seconds, "batch written");
+        let files = requests.iter().map(|r| r.add.len()).sum::<usize>();
+        tracing::debug!(files, rejected = rejected.len(), seconds, "batch written");
         if offsets.count() > 0 {
             let job = TxnJob { rejected, offsets, cgm };
             if self.to_txn.send(Handed::Job(Box::new(job))).is_err() {
@@ -1283,8 +1357,8 @@ pub struct Ingester {
     pub config: IngestConfig,
     /// The indexed catalogue.
     pub index: Arc<Index>,
-    /// The object store holding the lake.
-    pub store: Arc<dyn ObjectStore>,
+    /// The lake's tables.
+    pub lake: DeltaLake,
     /// Counters of the current process.
     pub counters: Arc<Counters>,
 }
@@ -1365,7 +1439,6 @@ impl Ingester {
             .enable_all()
             .build()
             .map_err(|e| PipelineError::Flusher(e.to_string()))?;
-        let manifests = Arc::new(Manifests::new(self.store.clone(), instance.clone()));
         let failure: Arc<Mutex<Option<PipelineError>>> = Arc::new(Mutex::new(None));
 
         let mut producer_config = ClientConfig::new();
@@ -1395,9 +1468,9 @@ impl Ingester {
             .map_err(|e| PipelineError::Flusher(e.to_string()))?;
         let flusher = Flusher {
             topic: self.kafka.topic.clone(),
+            group: self.kafka.group_id.clone(),
             index: self.index.clone(),
-            store: self.store.clone(),
-            manifests: manifests.clone(),
+            lake: self.lake.clone(),
             to_txn,
             counters: self.counters.clone(),
         };
@@ -1439,6 +1512,7 @@ impl Ingester {
 
         let processor = Processor {
             topic: self.kafka.topic.clone(),
+            group: self.kafka.group_id.clone(),
             config: self.config.clone(),
             dedupe,
             loaded_event_files: FxHashSet::default(),
@@ -1455,8 +1529,7 @@ impl Ingester {
             to_flusher,
             failure: failure.clone(),
             counters: self.counters.clone(),
-            manifests,
-            store: self.store.clone(),
+            lake: self.lake.clone(),
             runtime: runtime.handle().clone(),
         };
 

@@ -1,10 +1,14 @@
 //! Compaction: folds the many small `records` files of a product and month (one per flush
 //! and partition) into one file with one row per usage record.
 //!
-//! Compaction commits a manifest that removes the old files and adds the new one, in one
-//! atomic step, without touching Kafka positions; readers see either the old files or the
-//! new one. If another compaction removed one of the files first, the commit is refused and
-//! nothing changes. Ingestion may commit concurrently: its commits add other files.
+//! Compaction is Delta's OPTIMIZE: one commit removes the old files and adds the new one
+//! (`dataChange: false`), without touching Kafka positions; readers see either the old files
+//! or the new one, at consecutive versions. Each compaction claims the product and month it
+//! folds (an application transaction of its own, see `TableCommit::claims`): if another
+//! compaction of one of them committed first, Delta's conflict check refuses the commit and
+//! nothing changes. (Delta's check alone would let both remove the same files, as neither
+//! changes data.) Ingestion may commit
+//! concurrently: its commits only add files, which do not conflict.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Decimal128Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::manifest::{CommitError, CommitRequest, DataFile, Manifests, Table};
+use crate::delta::{DeltaError, DeltaLake, Table, TableCommit, TableFile, compaction_claim, statistics};
 use crate::paths;
 use crate::tables::{ReadError, RecordRow, RecordsBuilder, read_parquet, to_parquet};
 
@@ -41,7 +45,7 @@ pub enum CompactError {
     Write { path: String, reason: String },
     /// The commit was refused or failed.
     #[error(transparent)]
-    Commit(#[from] CommitError),
+    Commit(#[from] DeltaError),
 }
 
 /// The full identity of a usage record, as the `records` table stores it (ordered, so that
@@ -98,11 +102,11 @@ pub struct Sum {
 /// Reads `files` (of the `records` table) and sums their rows per usage record.
 pub async fn sum_records<'a>(
     store: &Arc<dyn ObjectStore>,
-    files: impl IntoIterator<Item = &'a DataFile>,
+    files: impl IntoIterator<Item = &'a TableFile>,
 ) -> Result<BTreeMap<Key, Sum>, ReadError> {
     let mut sums = BTreeMap::new();
     for file in files {
-        for batch in read_parquet(store, &file.path).await? {
+        for batch in read_parquet(store, &file.location()).await? {
             fold(&batch, &mut sums);
         }
     }
@@ -180,26 +184,26 @@ fn nonce() -> u128 {
 }
 
 /// Compacts every (product, month) group of `records` that has at least `min_files` files.
-pub async fn compact_records(
-    store: &Arc<dyn ObjectStore>,
-    manifests: &Manifests,
-    min_files: usize,
-) -> Result<CompactionReport, CompactError> {
-    let state = manifests.state().await?;
-    let mut groups: BTreeMap<(String, String), Vec<&DataFile>> = BTreeMap::new();
-    for file in state.files_of(Table::Records) {
-        let key = (file.product.clone().unwrap_or_default(), file.partition_value.clone().unwrap_or_default());
+pub async fn compact_records(lake: &DeltaLake, min_files: usize) -> Result<CompactionReport, CompactError> {
+    let store = lake.store();
+    let state = lake.state(Table::Records).await?;
+    let mut groups: BTreeMap<(String, String), Vec<&TableFile>> = BTreeMap::new();
+    for file in state.files.values() {
+        let key = (
+            file.partition("product").unwrap_or_default().to_owned(),
+            file.partition("month").unwrap_or_default().to_owned(),
+        );
         groups.entry(key).or_default().push(file);
     }
     let mut report = CompactionReport::default();
-    let mut request = CommitRequest { operation: "compact".to_owned(), ..CommitRequest::default() };
+    let mut request = TableCommit { operation: "compact".to_owned(), ..TableCommit::default() };
     for ((product, month), files) in groups {
         if files.len() < min_files.max(2) {
             continue;
         }
         let mut sums = BTreeMap::new();
         for file in &files {
-            for batch in read_parquet(store, &file.path).await? {
+            for batch in read_parquet(store, &file.location()).await? {
                 fold(&batch, &mut sums);
             }
             report.rows_before += file.rows;
@@ -231,10 +235,12 @@ pub async fn compact_records(
             });
         }
         let batch = builder.finish();
-        let path = paths::records_prefix()
-            .join(format!("product={product}"))
-            .join(format!("month={month}"))
-            .join(format!("compacted-v{:020}-{:x}.parquet", state.version + 1, nonce()));
+        let name = format!(
+            "product={product}/month={month}/compacted-v{:020}-{:x}.parquet",
+            state.version.unwrap_or_default() + 1,
+            nonce()
+        );
+        let path = object_store::path::Path::from(format!("{}/{name}", paths::records_prefix()));
         let bytes =
             to_parquet(&batch).map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
         let len = bytes.len() as u64;
@@ -242,23 +248,22 @@ pub async fn compact_records(
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
-        request.add.push(DataFile {
-            path: path.to_string(),
+        let partition_values = BTreeMap::from([("product".to_owned(), product), ("month".to_owned(), month)]);
+        request.claims.push(compaction_claim(Table::Records, &partition_values));
+        request.add.push(TableFile {
             table: Table::Records,
+            path: name,
+            partition_values,
+            size: len,
             rows: batch.num_rows() as u64,
-            bytes: len,
-            kafka_partition: None,
-            offset_start: None,
-            offset_end: None,
-            product: Some(product),
-            partition_value: Some(month),
+            stats: Some(statistics(&batch)),
         });
         report.groups += 1;
         report.files_removed += files.len();
         report.rows_after += batch.num_rows() as u64;
     }
     if report.groups > 0 {
-        manifests.commit(&request).await?;
+        lake.commit(Table::Records, &request).await?;
     }
     Ok(report)
 }

@@ -3,12 +3,15 @@
 //! ```text
 //! workflow/files/{UF-id}/events/{seq:010}.json   usage-file event log (create-if-absent)
 //! workflow/files/{UF-id}/state.json              latest folded state (a cache of the log)
-//! lake/_manifests/{version:020}.json             lake commits (create-if-absent)
+//! lake/records/_delta_log/{version:020}.json     commits of the records table (create-if-absent)
+//! lake/events/_delta_log/{version:020}.json      commits of the events table (create-if-absent)
 //! lake/records/product={id}/month={YYYY-MM}/part-{partition}-{from}-{to}-{nonce}.parquet
 //! lake/events/date={YYYY-MM-DD}/part-{partition}-{from}-{to}-{nonce}.parquet
 //! ```
-//! `records` and `events` use Hive-style `key=value` directories, so DuckDB, Spark and Trino
-//! read them as partitioned tables (`read_parquet('lake/records/**/*.parquet', hive_partitioning = true)`).
+//! `records` and `events` are Delta tables with Hive-style `key=value` directories: any Delta
+//! reader (Spark, Trino, Polars, DuckDB's `delta_scan`) reads them at a consistent version.
+//! Their directories may hold files no commit names (a writer that died before committing):
+//! read the tables through their logs, not by listing the files.
 
 use object_store::path::Path;
 
@@ -30,16 +33,6 @@ pub fn file_event(file_id: &str, seq: u64) -> Path {
 /// The cached folded state of a usage file.
 pub fn file_state(file_id: &str) -> Path {
     file_prefix(file_id).join("state.json")
-}
-
-/// Prefix of the lake's commit objects.
-pub fn manifests_prefix() -> Path {
-    Path::from("lake/_manifests")
-}
-
-/// Commit number `version`.
-pub fn manifest(version: u64) -> Path {
-    manifests_prefix().join(format!("{version:020}.json"))
 }
 
 /// Prefix of the usage-record table.
@@ -81,7 +74,6 @@ mod tests {
         );
         assert!(file_event("UF-1", 9).as_ref() < file_event("UF-1", 10).as_ref());
         assert_eq!(file_state("UF-1").as_ref(), "workflow/files/UF-1/state.json");
-        assert!(manifest(2).as_ref() < manifest(10).as_ref());
         assert_eq!(
             records_file("PRD-1", "2026-11", 3, 10, 20, "ab12").as_ref(),
             "lake/records/product=PRD-1/month=2026-11/part-00003-00000000000000000010-00000000000000000020-ab12.parquet"

@@ -25,8 +25,8 @@ use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::delta::{LakeState, Table, TableFile};
 use crate::direct;
-use crate::manifest::{LakeState, Table};
 
 /// Scale of every decimal column: 8 places, the finest item precision.
 pub const DECIMAL_SCALE: i8 = 8;
@@ -134,6 +134,36 @@ pub struct RecordRow<'a> {
     pub last_event_at: i64,
     /// Source partition.
     pub kafka_partition: i32,
+}
+
+impl RecordRow<'static> {
+    /// One day's usage of the sample catalogue's Fieldlink SMS item (`config/catalog`) by its
+    /// first asset, from `period_start` (µs), of `units` whole units: a row for examples and
+    /// tests, whose fields a caller changes with struct update syntax.
+    pub fn sample(period_start: i64, units: i128) -> Self {
+        RecordRow {
+            product_id: "PRD-200-200-002",
+            contract_id: "CRD-20001-10001-00001",
+            marketplace_id: "MP-10001",
+            hub_id: "HB-0001-0001",
+            vendor_id: "VA-200-002",
+            provider_id: "PA-500-001",
+            asset_id: "AS-1000-0719-1201",
+            item_id: Some("PRD-200-200-002-0002"),
+            item_mpn: "FL-SMS",
+            item_precision: 0,
+            tier: None,
+            category_id: None,
+            period_start,
+            period_end: period_start + 86_400_000_000,
+            quantity: units * DECIMAL_ONE,
+            amount: None,
+            event_count: 1,
+            first_event_at: period_start,
+            last_event_at: period_start,
+            kafka_partition: 0,
+        }
+    }
 }
 
 /// Builds `records` batches.
@@ -553,7 +583,7 @@ pub async fn record_totals(
 ) -> Result<BTreeMap<RecordKey, RecordTotals>, ReadError> {
     let mut totals: BTreeMap<RecordKey, RecordTotals> = BTreeMap::new();
     for file in state.files_of(Table::Records) {
-        for batch in read_parquet(store, &file.path).await? {
+        for batch in read_parquet(store, &file.location()).await? {
             let s = |n| column(&batch, n).as_string::<i32>();
             let (product, contract, asset, mpn, category) =
                 (s("product_id"), s("contract_id"), s("asset_id"), s("item_mpn"), s("category_id"));
@@ -587,23 +617,30 @@ pub async fn record_totals(
     Ok(totals)
 }
 
-/// Event ids (with their Kafka partition) of the committed `events` files of the given partitions.
+/// Event ids (with their Kafka partition and product) of the committed `events` files of the
+/// given partitions: `partitions` maps each to the offset below which its events are read
+/// (`None`: all of them), so that what is read is exactly a prefix of each partition.
 pub async fn event_ids(
     store: &Arc<dyn ObjectStore>,
-    state: &LakeState,
-    partitions: &[i32],
+    files: impl IntoIterator<Item = &TableFile>,
+    partitions: &BTreeMap<i32, Option<i64>>,
     mut each: impl FnMut(i32, &str, &str),
 ) -> Result<u64, ReadError> {
     let mut n = 0;
-    for file in state.files_of(Table::Events) {
-        if file.kafka_partition.is_some_and(|p| !partitions.contains(&p)) {
+    for file in files {
+        if file.kafka_partition().is_some_and(|p| !partitions.contains_key(&p)) {
             continue;
         }
-        for batch in read_parquet(store, &file.path).await? {
+        for batch in read_parquet(store, &file.location()).await? {
             let ids = column(&batch, "event_id").as_string::<i32>();
             let products = column(&batch, "product_id").as_string::<i32>();
             let parts = column(&batch, "kafka_partition").as_primitive::<Int32Type>();
+            let offsets = column(&batch, "kafka_offset").as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
+                let Some(below) = partitions.get(&parts.value(i)) else { continue };
+                if below.is_some_and(|b| offsets.value(i) >= b) {
+                    continue;
+                }
                 each(parts.value(i), products.value(i), ids.value(i));
                 n += 1;
             }

@@ -1,11 +1,11 @@
-//! A table over exactly the data files a lake commit made visible.
+//! A table over exactly the data files of one version of a Delta table.
 //!
 //! The lake's directories may hold files that no commit names (written by an ingester that
 //! died before committing); listing a directory would read them. This table reads only the
-//! files of the manifest, and prunes them by their partition before anything is opened: each
-//! file's partition (product and month for usage records, day for raw events) gives bounds of
-//! the columns it was derived from, and DataFusion's pruning predicate decides from those
-//! bounds which files a query's filters can match.
+//! files of the snapshot, and prunes them before anything is opened: each file's partition
+//! values (product and month for usage records, day for raw events) and the minimum and
+//! maximum statistics of its `add` action give bounds of its columns, and DataFusion's
+//! pruning predicate decides from those bounds which files a query's filters can match.
 
 use std::collections::HashSet;
 use std::fmt;

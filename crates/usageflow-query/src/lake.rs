@@ -49,7 +49,7 @@ pub enum Scope {
 /// Everything a session reads besides the lake files.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    /// The committed lake state (from the manifest).
+    /// The lake's tables at the version read (their Delta snapshots).
     pub lake: LakeState,
     /// The catalogue.
     pub catalogue: Arc<Catalogue>,
@@ -78,27 +78,54 @@ fn day_start(day: &str) -> Option<i64> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros())
 }
 
+/// A timestamp statistic of a Delta `add` (`"2026-11-01T10:00:00.123Z"`) in µs.
+fn stat_time(value: &serde_json::Value) -> Option<i64> {
+    Some(chrono::DateTime::parse_from_rfc3339(value.as_str()?).ok()?.timestamp_micros())
+}
+
+/// What a committed file's partition values and Delta statistics say about its columns, for
+/// pruning: statistics first (tighter), the partition's bounds where a file has none.
 fn committed(lake: &LakeState, table: Table) -> Vec<CommittedFile> {
     lake.files_of(table)
         .map(|f| {
             let mut bounds = Vec::new();
+            let time_stats = |bounds: &mut Vec<Bound>, column: &'static str| {
+                let (min, max) = f.min_max(column)?;
+                bounds.push(Bound::Time { column, min: stat_time(&min)?, max: Some(stat_time(&max)?) });
+                Some(())
+            };
+            let single_text = |bounds: &mut Vec<Bound>, column: &'static str| {
+                let (min, max) = f.min_max(column)?;
+                if min == max {
+                    bounds.push(Bound::Text { column, value: min.as_str()?.to_owned() });
+                }
+                Some(())
+            };
             match table {
                 Table::Records => {
-                    if let Some(p) = &f.product {
-                        bounds.push(Bound::Text { column: "product_id", value: p.clone() });
+                    if let Some(p) = f.partition("product") {
+                        bounds.push(Bound::Text { column: "product_id", value: p.to_owned() });
                     }
-                    if let Some((min, max)) = f.partition_value.as_deref().and_then(month_bounds) {
+                    single_text(&mut bounds, "contract_id");
+                    single_text(&mut bounds, "asset_id");
+                    if time_stats(&mut bounds, "period_start").is_none()
+                        && let Some((min, max)) = f.partition("month").and_then(month_bounds)
+                    {
                         bounds.push(Bound::Time { column: "period_start", min, max: Some(max) });
                     }
                 }
                 Table::Events => {
-                    // The day of the first Kafka timestamp of the batch: later rows may be later.
-                    if let Some(min) = f.partition_value.as_deref().and_then(day_start) {
+                    time_stats(&mut bounds, "start_time");
+                    // Without statistics: the day of the first Kafka timestamp of the batch
+                    // (later rows may be later).
+                    if time_stats(&mut bounds, "kafka_timestamp").is_none()
+                        && let Some(min) = f.partition("date").and_then(day_start)
+                    {
                         bounds.push(Bound::Time { column: "kafka_timestamp", min, max: None });
                     }
                 }
             }
-            CommittedFile { path: f.path.clone(), rows: f.rows, bounds }
+            CommittedFile { path: f.location(), rows: f.rows, bounds }
         })
         .collect()
 }
@@ -517,10 +544,18 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, 
 /// What [`analyst_session`] reads of the lake and the catalogue only, without the usage files:
 /// enough for `events`, `usage_records` and the catalogue tables (the file tables are empty).
 pub async fn load_lake_sources(service: &usageflow_files::FileService) -> Result<Sources, QueryError> {
-    let lake = usageflow_lake::Manifests::new(service.object_store().clone(), "sql")
-        .state()
-        .await
-        .map_err(|e| QueryError::Source(format!("cannot read the lake manifest: {e}")))?;
+    load_lake_sources_as_of(service, usageflow_lake::AsOf::Latest).await
+}
+
+/// [`load_lake_sources`] with the lake's tables as of `as_of` (time travel).
+pub async fn load_lake_sources_as_of(
+    service: &usageflow_files::FileService,
+    as_of: usageflow_lake::AsOf,
+) -> Result<Sources, QueryError> {
+    let lake = service.lake().snapshot_as_of(as_of).await.map_err(|e| match e {
+        usageflow_lake::DeltaError::NoSuchVersion { .. } => QueryError::AsOf(e.to_string()),
+        e => QueryError::Source(format!("cannot read the lake: {e}")),
+    })?;
     Ok(Sources {
         lake,
         catalogue: service.shared_catalogue(),
@@ -531,11 +566,24 @@ pub async fn load_lake_sources(service: &usageflow_files::FileService) -> Result
     })
 }
 
-/// Everything [`analyst_session`] reads: the lake manifest, the catalogue, every usage file with
+/// Everything [`analyst_session`] reads: the lake's tables, the catalogue, every usage file with
 /// its record changes, the chunks of accepted files and the reconciliations.
 pub async fn load_sources(service: &usageflow_files::FileService) -> Result<Sources, QueryError> {
+    load_sources_as_of(service, usageflow_lake::AsOf::Latest).await
+}
+
+/// [`load_sources`] with the lake's tables as of `as_of` (the usage files as they are now).
+pub async fn load_sources_as_of(
+    service: &usageflow_files::FileService,
+    as_of: usageflow_lake::AsOf,
+) -> Result<Sources, QueryError> {
     let files = service.workflow().list().await.map_err(|e| QueryError::Source(e.to_string()))?;
-    load_sources_of(service, files).await
+    let mut sources = load_file_sources_as_of(service, files, as_of).await?;
+    let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
+    let billed = sources.files.iter().filter(|f| f.status.is_billed()).map(|f| f.id.as_str());
+    sources.chunks = service.chunks_of(billed).await.map_err(|e| source(&e))?;
+    sources.reconciliations = load_reconciliations(service).await?;
+    Ok(sources)
 }
 
 /// What `usage_files` and `file_records` need (the lake, the catalogue, the files and their
@@ -545,7 +593,16 @@ pub async fn load_file_sources_of(
     service: &usageflow_files::FileService,
     files: Vec<UsageFile>,
 ) -> Result<Sources, QueryError> {
-    let mut sources = load_lake_sources(service).await?;
+    load_file_sources_as_of(service, files, usageflow_lake::AsOf::Latest).await
+}
+
+/// [`load_file_sources_of`] with the lake's tables as of `as_of`.
+pub async fn load_file_sources_as_of(
+    service: &usageflow_files::FileService,
+    files: Vec<UsageFile>,
+    as_of: usageflow_lake::AsOf,
+) -> Result<Sources, QueryError> {
+    let mut sources = load_lake_sources_as_of(service, as_of).await?;
     sources.changes = service.record_changes_of(&files).await.map_err(|e| QueryError::Source(e.to_string()))?;
     sources.files = files;
     Ok(sources)

@@ -28,8 +28,9 @@ pub mod scoped;
 
 pub use datafusion;
 pub use lake::{
-    Scope, Sources, analyst_session, bounded_analyst_session, load_file_sources_of, load_lake_sources,
-    load_reconciliations, load_sources, load_sources_of, query, read_only,
+    Scope, Sources, analyst_session, bounded_analyst_session, load_file_sources_as_of, load_file_sources_of,
+    load_lake_sources, load_lake_sources_as_of, load_reconciliations, load_sources, load_sources_as_of,
+    load_sources_of, query, read_only,
 };
 pub mod output;
 pub use output::Format;
@@ -43,9 +44,12 @@ pub enum QueryError {
     /// Arrow failed building a table.
     #[error("query failed: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    /// A source (manifest, workflow state) could not be read.
+    /// A source (the lake's tables, workflow state) could not be read.
     #[error("{0}")]
     Source(String),
+    /// The lake has no version for the `as_of` asked.
+    #[error("{0}")]
+    AsOf(String),
     /// Results could not be written in the asked format.
     #[error("cannot write the results: {0}")]
     Output(String),

@@ -9,9 +9,8 @@ mod support;
 use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
-use object_store::ObjectStoreExt;
-use usageflow_lake::tables::{EventRow, EventsBuilder, RecordRow, RecordsBuilder, to_parquet};
-use usageflow_lake::{CommitRequest, DataFile, Manifests, Table};
+use usageflow_lake::Table;
+use usageflow_lake::tables::{EventRow, EventsBuilder, RecordRow, RecordsBuilder};
 use usageflow_query::lake::TABLES;
 use usageflow_query::limits::{Phase, QueryLimits, SharedMemory, public_error};
 use usageflow_query::{QueryError, Scope, bounded_analyst_session, load_sources, sql_string};
@@ -20,7 +19,7 @@ use usageflow_query::{QueryError, Scope, bounded_analyst_session, load_sources, 
 /// (Southgate), records and raw events in shared files.
 async fn world(dir: &std::path::Path) -> usageflow_files::FileService {
     let svc = support::world(dir).await;
-    let store = svc.object_store().clone();
+    let lake = svc.lake().clone();
     let day = Utc.with_ymd_and_hms(2026, 11, 10, 0, 0, 0).unwrap().timestamp_micros();
     let record = |product, contract, vendor, provider, asset, mpn| RecordRow {
         product_id: product,
@@ -44,29 +43,17 @@ async fn world(dir: &std::path::Path) -> usageflow_files::FileService {
         last_event_at: day,
         kafka_partition: 1,
     };
-    let mut add = Vec::new();
-    let mut put = async |path: String, bytes: Vec<u8>, table, product: Option<&str>, value: &str| {
-        store.put(&path.as_str().into(), bytes.clone().into()).await.unwrap();
-        add.push(DataFile {
-            path,
-            table,
-            rows: 2,
-            bytes: bytes.len() as u64,
-            kafka_partition: Some(1),
-            offset_start: Some(0),
-            offset_end: Some(1),
-            product: product.map(str::to_owned),
-            partition_value: Some(value.to_owned()),
-        });
-    };
+    let (mut records, mut events_files) = (Vec::new(), Vec::new());
     for (product, contract, vendor, provider, asset, mpn) in [
         ("PRD-200-200-002", "CRD-20001-10001-00001", "VA-200-002", "PA-500-001", "AS-1000-0719-1201", "FL-SMS"),
         ("PRD-300-300-003", "CRD-30001-10002-00002", "VA-300-003", "PA-500-002", "AS-1000-3519-2401", "VL-BKP-GB"),
     ] {
         let mut b = RecordsBuilder::default();
         b.push(&record(product, contract, vendor, provider, asset, mpn));
-        let path = format!("lake/records/product={product}/month=2026-11/part-hostile.parquet");
-        put(path, to_parquet(&b.finish()).unwrap().to_vec(), Table::Records, Some(product), "2026-11").await;
+        let partition = [("product", product), ("month", "2026-11")];
+        records.push(
+            lake.write_file(Table::Records, &b.finish(), &partition, "part-00001-hostile.parquet").await.unwrap(),
+        );
     }
     // One events file holding both vendors' events.
     let mut events = EventsBuilder::default();
@@ -93,18 +80,12 @@ async fn world(dir: &std::path::Path) -> usageflow_files::FileService {
             kafka_timestamp: day,
         });
     }
-    put(
-        "lake/events/date=2026-11-10/part-hostile.parquet".into(),
-        to_parquet(&events.finish()).unwrap().to_vec(),
-        Table::Events,
-        None,
-        "2026-11-10",
-    )
-    .await;
-    Manifests::new(store, "test")
-        .commit(&CommitRequest { operation: "test".into(), advance: Default::default(), add, remove: vec![] })
-        .await
-        .unwrap();
+    let partition = [("date", "2026-11-10")];
+    events_files.push(
+        lake.write_file(Table::Events, &events.finish(), &partition, "part-00001-hostile.parquet").await.unwrap(),
+    );
+    lake.append(Table::Records, records).await.unwrap();
+    lake.append(Table::Events, events_files).await.unwrap();
     svc
 }
 

@@ -115,6 +115,10 @@ pub enum Command {
         /// Whose rows to show: all, vendor:ID, provider:ID or reseller:ID.
         #[arg(long, default_value = "all")]
         scope: String,
+        /// Read the lake as it was: a version of `records` (a number), or a time
+        /// (2026-12-01T00:00:00Z) or date.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// Export the accepted records of a period for a billing system (CSV, Parquet or XLSX).
     ExportBilling {
@@ -350,12 +354,31 @@ pub enum FilesAction {
 /// `usageflow lake ...`
 #[derive(Debug, Subcommand)]
 pub enum LakeAction {
-    /// The latest commit: version, Kafka positions, live files and rows per table.
+    /// Each table's latest version, Kafka positions, live files and rows.
     Status,
+    /// A table's commits, newest first.
+    History {
+        /// `records` or `events`.
+        #[arg(long, default_value = "records")]
+        table: String,
+        /// At most this many commits.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Delete the data files no version younger than the retention needs (replaced by
+    /// compaction, or never committed).
+    Vacuum {
+        /// Keep what versions of the last this many hours need (at least 168).
+        #[arg(long, default_value_t = 168)]
+        retention_hours: u64,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Per-record totals (sum of all committed deltas) as JSON lines.
     Totals,
-    /// Fold the small records files of each product and month into one file (atomic; safe
-    /// while ingesting).
+    /// Fold the small records files of each product and month into one file: a Delta
+    /// OPTIMIZE commit (atomic; safe while ingesting).
     Compact {
         /// Only groups with at least this many files.
         #[arg(long, default_value_t = 8)]
@@ -515,7 +538,9 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Lake { action } => crate::run::lake(&config, action),
         Command::Files { action } => crate::files::run(&config, action),
-        Command::Sql { query, format, out, scope } => crate::sql::sql(&config, query, &format, out, &scope),
+        Command::Sql { query, format, out, scope, as_of } => {
+            crate::sql::sql(&config, query, &format, out, &scope, as_of.as_deref())
+        }
         Command::ExportBilling { from, to, hub, marketplace, product, scope, format, out } => {
             crate::sql::export_billing(
                 &config,

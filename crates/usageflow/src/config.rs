@@ -34,8 +34,25 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The HTTP API.
     pub api: usageflow_api::ApiConfig,
+    /// The lake's Delta tables.
+    pub lake: LakeConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Settings of the lake's Delta tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A Parquet checkpoint every this many commits (`delta.checkpointInterval` of the tables
+    /// created): a reader loads the last checkpoint and at most this many commits after it.
+    pub checkpoint_interval: u64,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self { checkpoint_interval: usageflow_lake::delta::DEFAULT_CHECKPOINT_INTERVAL }
+    }
 }
 
 /// Logging settings.

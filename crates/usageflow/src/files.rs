@@ -44,7 +44,13 @@ fn summary(file: &UsageFile) -> String {
 pub fn file_service(config: &Config) -> anyhow::Result<FileService> {
     let store = usageflow_lake::open_store(&config.store)?;
     let catalogue = Arc::new(usageflow_catalog::load_dir(&config.catalog.dir)?);
-    Ok(FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue))
+    Ok(FileService::new(store.clone(), WorkflowStore::new(store, Arc::new(SystemClock)), catalogue)
+        .with_lake(lake_of(config)?))
+}
+
+/// The lake's tables on the configured store, with the configured checkpoint interval.
+pub fn lake_of(config: &Config) -> anyhow::Result<usageflow_lake::DeltaLake> {
+    Ok(usageflow_lake::DeltaLake::open_store(&config.store)?.with_checkpoint_interval(config.lake.checkpoint_interval))
 }
 
 /// Runs a `files` action.

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use usageflow_ingest::loadgen::{self, LoadgenConfig};
 use usageflow_ingest::{Counters, Index, Ingester};
-use usageflow_lake::{Manifests, Table};
+use usageflow_lake::Table;
 
 use crate::cli::LakeAction;
 use crate::config::Config;
+use crate::files::lake_of;
 
 fn index(config: &Config) -> anyhow::Result<Arc<Index>> {
     let catalogue = usageflow_catalog::load_dir(&config.catalog.dir)?;
@@ -74,12 +75,11 @@ pub fn ingest(config: &Config, idle_exit_secs: u64, assign_timeout_secs: u64) ->
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
     }
-    let store = usageflow_lake::open_store(&config.store)?;
     let mut ingester = Ingester {
         kafka: config.kafka.clone(),
         config: config.ingest.clone(),
         index: index(config)?,
-        store,
+        lake: lake_of(config)?,
         counters: Arc::new(Counters::default()),
     };
     // Best effort: the ingester reports an unreachable broker itself, and retries.
@@ -155,8 +155,10 @@ fn nothing_ingested(config: &Config, ingester: &Ingester) -> anyhow::Result<()> 
         return Ok(());
     }
     let rt = runtime()?;
-    let state = rt.block_on(Manifests::new(ingester.store.clone(), "cli").state())?;
-    if state.offsets.contains_key(topic.as_str()) {
+    let partitions: Vec<i32> = ends.partitions.iter().map(|(p, _, _)| *p).collect();
+    let group = &config.kafka.group_id;
+    let positions = rt.block_on(ingester.lake.positions(Table::Records, group, topic, &partitions))?;
+    if positions.values().any(Option::is_some) {
         // The lake has read this topic before: nothing new is a normal outcome.
         return Ok(());
     }
@@ -222,33 +224,72 @@ fn totals_json(key: &usageflow_lake::tables::RecordKey, t: &usageflow_lake::tabl
 
 /// `usageflow lake ...`.
 pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
-    let store = usageflow_lake::open_store(&config.store)?;
+    let lake = lake_of(config)?;
     let rt = runtime()?;
-    let manifests = Manifests::new(store.clone(), "cli");
-    let state = rt.block_on(manifests.state())?;
     match action {
         LakeAction::Compact { min_files } => {
-            let report = rt.block_on(usageflow_lake::compact::compact_records(&store, &manifests, min_files))?;
+            let report = rt.block_on(usageflow_lake::compact::compact_records(&lake, min_files))?;
             println!(
                 "compacted {} product-month group(s): {} files with {} rows into {} rows",
                 report.groups, report.files_removed, report.rows_before, report.rows_after
             );
         }
         LakeAction::Status => {
-            println!("lake {} at version {}", config.store.url, state.version);
-            for (topic, partitions) in &state.offsets {
-                let list: Vec<String> = partitions.iter().map(|(p, o)| format!("{p}:{o}")).collect();
-                println!("  {topic} next offsets {}", list.join(" "));
-            }
-            for table in [Table::Records, Table::Events] {
+            let state = rt.block_on(lake.snapshot())?;
+            println!("lake {}: {}", config.store.url, state.version());
+            let topic = &config.kafka.topic;
+            for table in Table::ALL {
                 let (files, rows, bytes) = state
                     .files_of(table)
-                    .fold((0u64, 0u64, 0u64), |(f, r, b), file| (f + 1, r + file.rows, b + file.bytes));
-                println!("  {table:?}: {files} files, {rows} rows, {bytes} bytes");
+                    .fold((0u64, 0u64, 0u64), |(f, r, b), file| (f + 1, r + file.rows, b + file.size));
+                println!("  {table}: {files} files, {rows} rows, {bytes} bytes");
+                // The partitions the files name, and any below them.
+                let highest = state.files_of(table).filter_map(|f| f.kafka_partition()).max();
+                let partitions: Vec<i32> = highest.map_or_else(Vec::new, |h| (0..=h).collect());
+                let positions = rt.block_on(lake.positions(table, &config.kafka.group_id, topic, &partitions))?;
+                let list: Vec<String> = positions.iter().filter_map(|(p, o)| o.map(|o| format!("{p}:{o}"))).collect();
+                if !list.is_empty() {
+                    println!("    {topic} next offsets for group {}: {}", config.kafka.group_id, list.join(" "));
+                }
+            }
+        }
+        LakeAction::History { table, limit } => {
+            let table = match table.as_str() {
+                "records" => Table::Records,
+                "events" => Table::Events,
+                other => anyhow::bail!("no lake table `{other}`: the tables are `records` and `events`"),
+            };
+            let mut out = std::io::stdout().lock();
+            for entry in rt.block_on(lake.history(table, Some(limit)))? {
+                let when = entry
+                    .timestamp
+                    .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+                    .map_or_else(String::new, |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                writeln!(
+                    out,
+                    "{:>8}  {when:24}  {:14}  {:8}  +{} -{}",
+                    entry.version,
+                    entry.operation.as_deref().unwrap_or("-"),
+                    entry.usageflow_operation.as_deref().unwrap_or("-"),
+                    entry.files_added.unwrap_or(0),
+                    entry.files_removed.unwrap_or(0),
+                )?;
+            }
+        }
+        LakeAction::Vacuum { retention_hours, dry_run } => {
+            let retention = chrono::Duration::hours(i64::try_from(retention_hours).unwrap_or(i64::MAX / 3_600_000));
+            for table in Table::ALL {
+                let files = rt.block_on(lake.vacuum(table, retention, dry_run))?;
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                println!("{table}: {verb} {} file(s)", files.len());
+                for f in files {
+                    println!("  {f}");
+                }
             }
         }
         LakeAction::Totals => {
-            let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state))?;
+            let state = rt.block_on(lake.snapshot())?;
+            let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state))?;
             let mut out = std::io::stdout().lock();
             for (key, t) in &totals {
                 writeln!(out, "{}", totals_json(key, t))?;

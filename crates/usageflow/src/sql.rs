@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use datafusion::prelude::SessionContext;
 use usageflow_files::FileService;
+use usageflow_lake::AsOf;
 use usageflow_model::{Actor, Ref};
 use usageflow_query::billing::{Selection, close_matched, outcome_counts, reconciliation_sql, register_billing};
 use usageflow_query::{Format, Scope};
@@ -26,8 +27,19 @@ pub fn parse_scope(text: &str) -> anyhow::Result<Scope> {
 }
 
 async fn session(service: &FileService, scope: &Scope) -> anyhow::Result<SessionContext> {
-    let sources = usageflow_query::load_sources(service).await?;
+    session_as_of(service, scope, AsOf::Latest).await
+}
+
+async fn session_as_of(service: &FileService, scope: &Scope, as_of: AsOf) -> anyhow::Result<SessionContext> {
+    let sources = usageflow_query::load_sources_as_of(service, as_of).await?;
+    if as_of != AsOf::Latest {
+        eprintln!("lake as of {}", sources.lake.version());
+    }
     Ok(usageflow_query::analyst_session(service.object_store().clone(), &sources, scope).await?)
+}
+
+fn parse_as_of(text: Option<&str>) -> anyhow::Result<AsOf> {
+    text.map_or(Ok(AsOf::Latest), |t| t.parse().map_err(|e: String| anyhow::anyhow!("--as-of {t}: {e}")))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -51,12 +63,14 @@ pub fn sql(
     format: &str,
     out: Option<PathBuf>,
     scope: &str,
+    as_of: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let format: Format = format.parse().map_err(anyhow::Error::msg)?;
     let scope = parse_scope(scope)?;
+    let as_of = parse_as_of(as_of)?;
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
-        let ctx = session(&service, &scope).await?;
+        let ctx = session_as_of(&service, &scope, as_of).await?;
         if let Some(q) = query {
             let batches = usageflow_query::query(&ctx, &q).await?;
             emit(&usageflow_query::output::write(&batches, format)?, out.as_deref())?;

@@ -215,3 +215,56 @@ fn files_workflow_from_the_command_line() {
         "{csv_text}"
     );
 }
+
+/// `usageflow lake history`, `lake status`, `sql --as-of` and `lake vacuum` on a lake of two
+/// commits.
+#[test]
+fn lake_history_time_travel_and_vacuum_from_the_command_line() {
+    use usageflow_lake::tables::{RecordRow, RecordsBuilder};
+    use usageflow_lake::{DeltaLake, Table};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(&store)).unwrap();
+    let day = chrono::DateTime::parse_from_rfc3339("2026-11-03T00:00:00Z").unwrap().timestamp_micros();
+    for (n, quantity) in [(1u64, 2i128), (2, 3)] {
+        let mut b = RecordsBuilder::default();
+        b.push(&RecordRow { tier: Some(n as i8), ..RecordRow::sample(day, quantity) });
+        let partition = [("product", "PRD-200-200-002"), ("month", "2026-11")];
+        let name = format!("part-{n}.parquet");
+        let file = rt.block_on(lake.write_file(Table::Records, &b.finish(), &partition, &name)).unwrap();
+        assert_eq!(rt.block_on(lake.append(Table::Records, vec![file])).unwrap(), n);
+    }
+    let catalog = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog");
+    let env =
+        [("USAGEFLOW__STORE__URL", store.to_str().unwrap()), ("USAGEFLOW__CATALOG__DIR", catalog.to_str().unwrap())];
+
+    let out = usageflow(&["lake", "history"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = stdout(&out);
+    let versions: Vec<&str> = history.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(versions, ["2", "1", "0"], "{history}");
+    assert!(history.lines().next().unwrap().contains("append"), "{history}");
+    let out = usageflow(&["lake", "status"], &env);
+    assert!(stdout(&out).contains("records@2"), "{}", stdout(&out));
+
+    let sum = "SELECT CAST(sum(quantity) AS VARCHAR) AS q FROM usage_records";
+    let out = usageflow(&["sql", sum, "--format", "csv"], &env);
+    assert_eq!(stdout(&out), "q\n5.00000000\n", "{}", stderr(&out));
+    let out = usageflow(&["sql", sum, "--format", "csv", "--as-of", "1"], &env);
+    assert_eq!(stdout(&out), "q\n2.00000000\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("records@1"), "{}", stderr(&out));
+    let out = usageflow(&["sql", sum, "--as-of", "9"], &env);
+    assert!(!out.status.success() && stderr(&out).contains("no version 9"), "{}", stderr(&out));
+    let out = usageflow(&["sql", sum, "--as-of", "soon"], &env);
+    assert!(!out.status.success() && stderr(&out).contains("--as-of soon"), "{}", stderr(&out));
+
+    let out = usageflow(&["lake", "vacuum", "--retention-hours", "1"], &env);
+    assert!(!out.status.success(), "a retention under a week is refused");
+    assert!(stderr(&out).contains("168 h") && stderr(&out).contains("nothing was deleted"), "{}", stderr(&out));
+    let out = usageflow(&["lake", "vacuum", "--dry-run"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("records: would delete 0 file(s)"), "{}", stdout(&out));
+    let out = usageflow(&["lake", "history", "--table", "nope"], &env);
+    assert!(!out.status.success() && stderr(&out).contains("`records` and `events`"), "{}", stderr(&out));
+}

@@ -2,7 +2,8 @@
 //! the `usageflow ingest` process is killed with SIGKILL at random points and restarted,
 //! the broker is restarted once, and two instances share the partitions while one joins
 //! and another dies mid-stream. Afterwards the lake's totals equal the generated truth
-//! exactly and the dead-letter topic holds exactly the rejected events, each once.
+//! exactly, both Delta tables' positions cover every message once, and the dead-letter topic
+//! holds exactly the rejected events, each once; on the local store and on the S3 server.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use usageflow_ingest::KafkaConfig;
 use usageflow_ingest::loadgen::{self, LoadgenConfig, Truth};
-use usageflow_lake::Manifests;
+use usageflow_lake::{DeltaLake, StoreConfig};
 
 fn root() -> PathBuf {
     Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../..")
@@ -22,7 +23,7 @@ fn root() -> PathBuf {
 
 struct Instance<'a> {
     kafka: &'a KafkaConfig,
-    lake: &'a Path,
+    lake: &'a StoreConfig,
     logs: &'a Path,
     id: &'a str,
     static_membership: bool,
@@ -41,7 +42,11 @@ impl Instance<'_> {
             .env("USAGEFLOW__KAFKA__DEAD_LETTER_TOPIC", &self.kafka.dead_letter_topic)
             .env("USAGEFLOW__KAFKA__GROUP_ID", &self.kafka.group_id)
             .env("USAGEFLOW__KAFKA__SESSION_TIMEOUT_MS", "6000")
-            .env("USAGEFLOW__STORE__URL", self.lake)
+            .env("USAGEFLOW__STORE__URL", &self.lake.url)
+            .env("USAGEFLOW__STORE__S3__ENDPOINT", &self.lake.s3.endpoint)
+            .env("USAGEFLOW__STORE__S3__ALLOW_HTTP", self.lake.s3.allow_http.to_string())
+            .env("USAGEFLOW__STORE__S3__ACCESS_KEY_ID", &self.lake.s3.access_key_id)
+            .env("USAGEFLOW__STORE__S3__SECRET_ACCESS_KEY", &self.lake.s3.secret_access_key)
             .env("USAGEFLOW__CATALOG__DIR", root().join("config/catalog"))
             .env("USAGEFLOW__INGEST__INSTANCE_ID", self.id)
             .env("USAGEFLOW__INGEST__MAX_BATCH_EVENTS", "3000")
@@ -78,13 +83,14 @@ fn wait_exit(child: &mut Child, limit: Duration, logs: &Path) {
     }
 }
 
-fn verify(kafka: &KafkaConfig, lake: &Path, truth: &Truth, logs: &Path) {
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake)).unwrap();
+fn verify(kafka: &KafkaConfig, lake: &StoreConfig, truth: &Truth, logs: &Path) {
+    let lake = DeltaLake::open_store(lake).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = rt.block_on(Manifests::new(store.clone(), "verify").state()).unwrap();
-    let covered: i64 = state.offsets.get(&kafka.topic).map(|p| p.values().sum()).unwrap_or(0);
-    assert_eq!(covered as u64, truth.messages, "the lake covers every message once; logs in {}", logs.display());
-    let totals = rt.block_on(usageflow_lake::tables::record_totals(&store, &state)).unwrap();
+    let state = rt.block_on(lake.snapshot()).unwrap();
+    let covered = support::lake_covered(&lake, &rt, kafka, 4);
+    let all = truth.messages as i64;
+    assert_eq!(covered, (all, all), "both tables cover every message once; logs in {}", logs.display());
+    let totals = rt.block_on(usageflow_lake::tables::record_totals(lake.store(), &state)).unwrap();
     let missing = truth.records.keys().filter(|k| !totals.contains_key(k)).count();
     let wrong = truth.records.iter().filter(|(k, v)| totals.get(k).is_some_and(|t| t != *v)).count();
     let extra = totals.keys().filter(|k| !truth.records.contains_key(k)).count();
@@ -116,13 +122,38 @@ fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Fresh lakes for a run: directories that live as long as it, or prefixes on the S3 server.
+enum Lakes {
+    Local(Vec<tempfile::TempDir>),
+    S3,
+}
+
+impl Lakes {
+    fn fresh(&mut self) -> StoreConfig {
+        match self {
+            Lakes::Local(dirs) => {
+                dirs.push(tempfile::tempdir().unwrap());
+                StoreConfig::local(dirs.last().unwrap().path())
+            }
+            Lakes::S3 => support::s3_store_config("crash-lake"),
+        }
+    }
+}
+
+/// On the local store, then on the S3 server (one after the other: the broker restart of one
+/// run must not land in the other).
 #[test]
 fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
+    crashes_broker_restart_and_rebalances(Lakes::Local(Vec::new()), "crash");
+    crashes_broker_restart_and_rebalances(Lakes::S3, "crash-s3");
+}
+
+fn crashes_broker_restart_and_rebalances(mut lakes: Lakes, name: &str) {
     let index = support::sample_index();
     let logs = tempfile::Builder::new().prefix("usageflow-crash-logs-").tempdir().unwrap().keep();
 
     // Phase 1: one instance, killed with SIGKILL ten times; the broker restarts once.
-    let kafka = support::kafka_config("crash");
+    let kafka = support::kafka_config(name);
     loadgen::ensure_topic(&kafka, &kafka.topic, 4).unwrap();
     loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
     let spec = LoadgenConfig {
@@ -139,9 +170,9 @@ fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
         let (kafka, index, spec) = (kafka.clone(), index.clone(), spec.clone());
         std::thread::spawn(move || loadgen::produce(&kafka, &index, &spec).unwrap())
     };
-    let lake = tempfile::tempdir().unwrap();
-    let instance = Instance { kafka: &kafka, lake: lake.path(), logs: &logs, id: "crash-a", static_membership: true };
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(lake.path())).unwrap();
+    let lake = lakes.fresh();
+    let instance = Instance { kafka: &kafka, lake: &lake, logs: &logs, id: "crash-a", static_membership: true };
+    let probe = DeltaLake::open_store(&lake).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut progress = Vec::new();
     let mut seed = 0x2545_F491_4F6C_DD1D_u64;
@@ -153,8 +184,9 @@ fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
         }
         std::thread::sleep(Duration::from_millis(800 + next(&mut seed) % 2200));
         kill9(&mut child);
-        let state = rt.block_on(Manifests::new(store.clone(), "probe").state()).unwrap();
-        progress.push(state.offsets.get(&kafka.topic).map_or(0, |p| p.values().sum::<i64>()));
+        let (records, events) = support::lake_covered(&probe, &rt, &kafka, 4);
+        assert!(events <= records, "events is never ahead of records: {events} > {records}");
+        progress.push(records);
     }
     let truth = producer.join().unwrap();
     // The kills landed mid-stream: the lake advanced between them and was not done yet.
@@ -163,15 +195,15 @@ fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
     assert!(partial.len() >= 3, "kills did not interrupt ingestion: {progress:?}");
     let mut last = instance.spawn(99, &["--idle-exit-secs", "4"]);
     wait_exit(&mut last, Duration::from_secs(240), &logs);
-    verify(&kafka, lake.path(), &truth, &logs);
+    verify(&kafka, &lake, &truth, &logs);
 
     // Phase 2: two instances in one group; the second joins mid-stream, the first dies.
-    let kafka = support::kafka_config("rebalance");
+    let kafka = support::kafka_config(&format!("{name}-rebalance"));
     loadgen::ensure_topic(&kafka, &kafka.topic, 4).unwrap();
     loadgen::ensure_topic(&kafka, &kafka.dead_letter_topic, 1).unwrap();
-    let lake = tempfile::tempdir().unwrap();
-    let a = Instance { kafka: &kafka, lake: lake.path(), logs: &logs, id: "rb-a", static_membership: false };
-    let b = Instance { kafka: &kafka, lake: lake.path(), logs: &logs, id: "rb-b", static_membership: false };
+    let lake = lakes.fresh();
+    let a = Instance { kafka: &kafka, lake: &lake, logs: &logs, id: "rb-a", static_membership: false };
+    let b = Instance { kafka: &kafka, lake: &lake, logs: &logs, id: "rb-b", static_membership: false };
     let mut first = a.spawn(0, &[]);
     let spec = LoadgenConfig { events: 120_000, rate: 30_000, seed: 12, ..spec };
     let producer = {
@@ -187,6 +219,6 @@ fn crashes_broker_restart_and_rebalances_keep_the_lake_exact() {
     kill9(&mut first);
     let truth = producer.join().unwrap();
     wait_exit(&mut second, Duration::from_secs(240), &logs);
-    verify(&kafka, lake.path(), &truth, &logs);
+    verify(&kafka, &lake, &truth, &logs);
     let _ = std::fs::remove_dir_all(&logs);
 }

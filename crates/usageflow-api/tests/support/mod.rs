@@ -41,7 +41,8 @@ pub fn api() -> Api {
 /// The API over a new local store, with `config`'s limits.
 pub fn api_with(config: &ApiConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let lake = usageflow_lake::DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir.path())).unwrap();
+    let store = lake.store().clone();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
     let catalogue = Arc::new(
         usageflow_catalog::load_dir(
@@ -49,7 +50,7 @@ pub fn api_with(config: &ApiConfig) -> Api {
         )
         .unwrap(),
     );
-    let service = FileService::new(store.clone(), WorkflowStore::new(store, clock), catalogue.clone());
+    let service = FileService::new(store.clone(), WorkflowStore::new(store, clock), catalogue.clone()).with_lake(lake);
     let mut keys = HashMap::new();
     let mut stored = Vec::new();
     for (name, account, role) in ACCOUNTS {
@@ -70,6 +71,7 @@ pub fn api_with(config: &ApiConfig) -> Api {
 pub struct Reply {
     pub status: StatusCode,
     pub range: Option<String>,
+    pub lake_version: Option<String>,
     pub body: Value,
     pub bytes: Vec<u8>,
 }
@@ -84,9 +86,10 @@ impl Api {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let range = res.headers().get("content-range").map(|v| v.to_str().unwrap().to_owned());
+        let lake_version = res.headers().get("x-usageflow-lake-version").map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, range, body, bytes }
+        Reply { status, range, lake_version, body, bytes }
     }
 
     pub async fn call(&self, who: &str, method: Method, path: &str, body: Option<Value>) -> Reply {

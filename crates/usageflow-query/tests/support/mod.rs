@@ -9,7 +9,7 @@ use chrono::{TimeZone, Utc};
 use object_store::ObjectStoreExt;
 use usageflow_files::{CreateFile, FileService};
 use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
-use usageflow_lake::{CommitRequest, DataFile, Manifests, Table};
+use usageflow_lake::{DeltaLake, Table};
 use usageflow_model::{Actor, Period, Ref, ReportingSchema};
 use usageflow_workflow::{FixedClock, WorkflowStore};
 
@@ -65,10 +65,12 @@ pub fn sms(id: &'static str, q: &'static str, day: &'static str, asset: &'static
 /// (TR with amounts per tier, accepted by Northwind), Vaultline's file (PR, ready, not accepted),
 /// and a lake with two committed usage-record files and one that no commit names.
 pub async fn world(dir: &Path) -> FileService {
-    let store = usageflow_lake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
+    let lake = DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap();
+    let store = lake.store().clone();
     let clock = Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()));
     let catalogue = Arc::new(usageflow_catalog::load_dir(&catalogue_dir()).unwrap());
-    let svc = FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), catalogue);
+    let svc =
+        FileService::new(store.clone(), WorkflowStore::new(store.clone(), clock), catalogue).with_lake(lake.clone());
     let (fieldlink, nimbus, vaultline) = (
         Actor::vendor("VA-200-002", by("SU-f")),
         Actor::vendor("VA-100-001", by("SU-n")),
@@ -130,58 +132,21 @@ pub async fn world(dir: &Path) -> FileService {
     assert_eq!(up.file.status.as_str(), "ready", "{:?}", up.validation.errors);
 
     // The lake: October and November records of Fieldlink, and an orphan nobody committed.
-    let lake_file = |month: &str, start: i64, quantity: i128| {
+    let lake_file = |start: i64, quantity: i128| {
         let mut b = RecordsBuilder::default();
-        b.push(&RecordRow {
-            product_id: "PRD-200-200-002",
-            contract_id: "CRD-20001-10001-00001",
-            marketplace_id: "MP-10001",
-            hub_id: "HB-0001-0001",
-            vendor_id: "VA-200-002",
-            provider_id: "PA-500-001",
-            asset_id: "AS-1000-0719-1201",
-            item_id: Some("PRD-200-200-002-0002"),
-            item_mpn: "FL-SMS",
-            item_precision: 0,
-            tier: None,
-            category_id: None,
-            period_start: start,
-            period_end: start + 86_400_000_000,
-            quantity: quantity * 100_000_000,
-            amount: None,
-            event_count: 1,
-            first_event_at: start,
-            last_event_at: start,
-            kafka_partition: 0,
-        });
-        (
-            format!("lake/records/product=PRD-200-200-002/month={month}/part-{month}.parquet"),
-            to_parquet(&b.finish()).unwrap(),
-        )
+        b.push(&RecordRow::sample(start, quantity));
+        b.finish()
     };
     let oct = Utc.with_ymd_and_hms(2026, 10, 3, 0, 0, 0).unwrap().timestamp_micros();
     let nov = Utc.with_ymd_and_hms(2026, 11, 3, 0, 0, 0).unwrap().timestamp_micros();
     let mut add = Vec::new();
     for (month, start, q) in [("2026-10", oct, 7), ("2026-11", nov, 11)] {
-        let (path, bytes) = lake_file(month, start, q);
-        store.put(&path.as_str().into(), bytes.clone().into()).await.unwrap();
-        add.push(DataFile {
-            path,
-            table: Table::Records,
-            rows: 1,
-            bytes: bytes.len() as u64,
-            kafka_partition: Some(0),
-            offset_start: None,
-            offset_end: None,
-            product: Some("PRD-200-200-002".into()),
-            partition_value: Some(month.into()),
-        });
+        let partition = [("product", "PRD-200-200-002"), ("month", month)];
+        let name = format!("part-{month}.parquet");
+        add.push(lake.write_file(Table::Records, &lake_file(start, q), &partition, &name).await.unwrap());
     }
-    let (orphan, bytes) = lake_file("2026-11", nov, 1000);
-    store.put(&orphan.replace("part-", "orphan-").as_str().into(), bytes.into()).await.unwrap();
-    Manifests::new(store, "test")
-        .commit(&CommitRequest { operation: "test".into(), advance: Default::default(), add, remove: vec![] })
-        .await
-        .unwrap();
+    let orphan = "lake/records/product=PRD-200-200-002/month=2026-11/orphan-2026-11.parquet";
+    store.put(&orphan.into(), to_parquet(&lake_file(nov, 1000)).unwrap().into()).await.unwrap();
+    lake.append(Table::Records, add).await.unwrap();
     svc
 }
