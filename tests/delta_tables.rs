@@ -386,6 +386,16 @@ async fn a_missing_or_corrupt_checkpoint_is_a_clear_error_and_nothing_is_written
     assert_eq!(listing(), before, "nothing was written");
 }
 
+/// A lake on `config` whose events table holds two committed files of one day.
+async fn two_events_files(config: &usageflow_lake::StoreConfig) -> (DeltaLake, TableFile, TableFile) {
+    let lake = DeltaLake::open_store(config).unwrap();
+    lake.state(Table::Events).await.unwrap();
+    let store = lake.store().clone();
+    let (a, b) = (events_file(&store, "2026-11-01", 0, 5).await, events_file(&store, "2026-11-01", 5, 9).await);
+    lake.append(Table::Events, vec![a.clone(), b.clone()]).await.unwrap();
+    (lake, a, b)
+}
+
 /// Two compactions of the same files, each from a snapshot taken before the other committed:
 /// the second is refused (Delta alone would let both remove the files, as neither changes
 /// data, and the records would count twice).
@@ -393,11 +403,7 @@ async fn a_missing_or_corrupt_checkpoint_is_a_clear_error_and_nothing_is_written
 async fn a_second_compaction_of_the_same_files_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = usageflow_lake::StoreConfig::local(dir.path());
-    let lake = DeltaLake::open_store(&config).unwrap();
-    lake.state(Table::Events).await.unwrap();
-    let store = lake.store().clone();
-    let (a, b) = (events_file(&store, "2026-11-01", 0, 5).await, events_file(&store, "2026-11-01", 5, 9).await);
-    lake.append(Table::Events, vec![a.clone(), b.clone()]).await.unwrap();
+    let (lake, a, b) = two_events_files(&config).await;
     let (first, second) = (DeltaLake::open_store(&config).unwrap(), DeltaLake::open_store(&config).unwrap());
     // Both writers hold the snapshot with the two files.
     first.positions(Table::Events, GROUP, TOPIC, &[]).await.unwrap();
@@ -418,4 +424,53 @@ async fn a_second_compaction_of_the_same_files_is_refused() {
     assert!(matches!(err, DeltaError::ConcurrentTransaction { .. }), "{err}");
     let files: Vec<String> = lake.state(Table::Events).await.unwrap().files.into_keys().collect();
     assert_eq!(files, ["date=2026-11-01/compacted-1.parquet"]);
+}
+
+/// Vacuum deletes a file no commit added once it is older than the retention, keeps every
+/// file the latest version reads however old, keeps the files a recent compaction replaced
+/// (a reader of an earlier version may need them), and refuses a retention under a week.
+#[tokio::test]
+async fn vacuum_deletes_only_what_no_version_within_the_retention_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let (lake, a, b) = two_events_files(&config).await;
+    let store = lake.store().clone();
+    let orphan = events_file(&store, "2026-11-01", 9, 12).await;
+    let replaced = {
+        let mut folded = a.clone();
+        folded.path = "date=2026-11-01/compacted.parquet".into();
+        store
+            .put(
+                &Path::from(folded.location()),
+                PutPayload::from(std::fs::read(dir.path().join(a.location())).unwrap()),
+            )
+            .await
+            .unwrap();
+        let request = TableCommit {
+            operation: "compact".into(),
+            remove: vec![a.path.clone()],
+            add: vec![folded],
+            ..TableCommit::default()
+        };
+        lake.commit(Table::Events, &request).await.unwrap();
+        a
+    };
+    // Every data file is ten days old on disk.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86_400);
+    for f in [&replaced, &b, &orphan] {
+        std::fs::File::options().write(true).open(dir.path().join(f.location())).unwrap().set_modified(old).unwrap();
+    }
+    let week = chrono::Duration::hours(168);
+    let err = lake.vacuum(Table::Events, chrono::Duration::hours(24), false).await.unwrap_err();
+    assert!(matches!(err, DeltaError::RetentionTooShort { floor_hours: 168, .. }), "{err}");
+    let planned = lake.vacuum(Table::Events, week, true).await.unwrap();
+    assert!(dir.path().join(orphan.location()).exists(), "a dry run deletes nothing");
+    let deleted = lake.vacuum(Table::Events, week, false).await.unwrap();
+    assert_eq!(deleted, planned);
+    assert!(deleted.iter().any(|d| d.ends_with(&orphan.path)), "{deleted:?}");
+    assert!(!dir.path().join(orphan.location()).exists(), "the uncommitted file is gone");
+    assert!(dir.path().join(b.location()).exists(), "a live file stays");
+    assert!(dir.path().join(replaced.location()).exists(), "a file replaced within the retention stays");
+    let rows: u64 = lake.state(Table::Events).await.unwrap().files.values().map(|f| f.rows).sum();
+    assert_eq!(rows, 9, "the table reads what it read before");
 }

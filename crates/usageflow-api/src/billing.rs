@@ -61,8 +61,9 @@ pub(crate) async fn export(
         product: nonempty(q.product),
     };
     let sources = usageflow_query::load_file_sources_of(&state.service, state.files.files().await?.to_vec()).await?;
+    let lake = sources.lake.version();
     let ctx = crate::sql::session(&state, &who, &sources).await?;
-    let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, &format).await?;
+    let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, &format, lake).await?;
     let name = format!(
         "billing-{}-{}.{extension}",
         selection.from.map_or_else(|| "all".to_owned(), |d| d.to_string()),
@@ -73,6 +74,10 @@ pub(crate) async fn export(
             (header::CONTENT_TYPE, content_type.to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
             (header::HeaderName::from_static("x-record-count"), rows.to_string()),
+            (
+                header::HeaderName::from_static(crate::sql::LAKE_VERSION_HEADER),
+                serde_json::to_string(&lake).unwrap_or_default(),
+            ),
         ],
         bytes,
     )

@@ -537,6 +537,9 @@ async fn portal_endpoints_and_pages() {
     let book = usageflow_files::read_workbook(&xlsx.bytes, &usageflow_files::ReadLimits::default()).unwrap();
     assert_eq!(book.records.len(), 4);
     assert_eq!(book.general.get("records").map(String::as_str), Some("4"));
+    // The export names the lake version it read (a new lake: both tables at version 0).
+    assert_eq!(book.general.get("lake_records_version").map(String::as_str), Some("0"));
+    assert_eq!(csv.lake_version.as_deref(), Some(r#"{"records":0,"events":0}"#));
     let parquet = api.get("northwind", "/billing/export?format=parquet").await;
     assert!(parquet.bytes.starts_with(b"PAR1"));
     let none = api.get("southgate", "/billing/export").await;

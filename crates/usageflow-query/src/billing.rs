@@ -8,7 +8,9 @@
 //!   each line names a record by `record_id`, or by `asset_id` + `item_id` + `period` (the
 //!   first day of the usage file's period, `YYYY-MM-DD`), with `billed_quantity`,
 //!   `billed_amount` and `external_billing_id`. Every record and every line gets one outcome:
-//!   `matched`, `missing_from_billing`, `billed_not_reported`, `quantity_mismatch` (the
+//!   `matched`, `missing_from_billing`, `billed_not_reported`, `reported_after_billing` (with
+//!   the time of the export: missing from it, in a usage file created after it),
+//!   `quantity_mismatch` (the
 //!   quantities differ by at least one unit of the item's precision) or `amount_mismatch`
 //!   (the amounts differ by a cent or more). Matched records can then be closed with their
 //!   billing id.
@@ -121,6 +123,18 @@ fn column_or_null(columns: &[String], name: &str, cast: Option<&str>) -> String 
 
 /// The reconciliation query over the tables `file_records` and `billing`.
 pub async fn reconciliation_sql(ctx: &SessionContext, selection: &Selection) -> Result<String, QueryError> {
+    reconciliation_sql_as_of(ctx, selection, None).await
+}
+
+/// [`reconciliation_sql`] of billing lines exported at `billed_at` (the commit time of the
+/// lake version the export read): a record missing from the billing whose usage file was
+/// created after that instant was reported after billing (`reported_after_billing`), not
+/// missed by it.
+pub async fn reconciliation_sql_as_of(
+    ctx: &SessionContext,
+    selection: &Selection,
+    billed_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<String, QueryError> {
     let columns: Vec<String> = ctx.table("billing").await?.schema().fields().iter().map(|f| f.name().clone()).collect();
     if !columns.iter().any(|c| c == "billed_quantity") {
         return Err(QueryError::Source("billing lines need a `billed_quantity` column".to_owned()));
@@ -128,7 +142,7 @@ pub async fn reconciliation_sql(ctx: &SessionContext, selection: &Selection) -> 
     let dec = Some("DECIMAL(38, 8)");
     Ok(format!(
         "WITH rec AS (SELECT id, vendor_record_id, usagefile_id, asset_id, item_id, period_from, usage, amount, multiplier, status, \
-            external_billing_id AS closed_billing_id FROM file_records WHERE {sel}), \
+            created_time, external_billing_id AS closed_billing_id FROM file_records WHERE {sel}), \
          bill AS (SELECT ROW_NUMBER() OVER () AS line, {rid} AS record_id, {asset} AS asset_id, {item} AS item_id, \
             {period} AS period, {q} AS billed_quantity, {a} AS billed_amount, {ext} AS external_billing_id FROM billing), \
          keyed AS (SELECT line, record_id AS rid, billed_quantity, billed_amount, external_billing_id \
@@ -141,6 +155,7 @@ pub async fn reconciliation_sql(ctx: &SessionContext, selection: &Selection) -> 
             r.status, r.usage AS reported_quantity, k.billed_quantity, r.amount AS reported_amount, k.billed_amount, \
             k.external_billing_id, k.line AS billing_line, \
             CASE WHEN r.id IS NULL THEN 'billed_not_reported' \
+                 {after} \
                  WHEN k.line IS NULL THEN 'missing_from_billing' \
                  WHEN k.billed_quantity IS NULL OR abs(r.usage - k.billed_quantity) * r.multiplier >= 1 \
                    THEN 'quantity_mismatch' \
@@ -149,6 +164,10 @@ pub async fn reconciliation_sql(ctx: &SessionContext, selection: &Selection) -> 
                  ELSE 'matched' END AS outcome \
          FROM rec r FULL OUTER JOIN keyed k ON r.id = k.rid \
          ORDER BY outcome, asset_id, item_id, vendor_record_id, billing_line",
+        after = billed_at.map_or_else(String::new, |t| format!(
+            "WHEN k.line IS NULL AND r.created_time > CAST({} AS TIMESTAMP) THEN 'reported_after_billing'",
+            sql_string(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        )),
         sel = selection.predicate(),
         rid = column_or_null(&columns, "record_id", None),
         asset = column_or_null(&columns, "asset_id", None),
@@ -235,7 +254,16 @@ pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, QueryError> 
 /// The billing export of `selection` in `format` (`csv`, `parquet` or `xlsx`): the file's bytes
 /// and how many records it holds. The XLSX export has a `general` sheet naming the export and
 /// the selection, and the records on the records sheet, empty cells for nulls.
-pub async fn export(ctx: &SessionContext, selection: &Selection, format: &str) -> Result<(Vec<u8>, usize), QueryError> {
+///
+/// `lake` is the version of the lake the session read: the XLSX export's `general` sheet
+/// names it (`lake_records_version`, `lake_events_version`), so that a reconciliation can read
+/// the lake as this export saw it (`usageflow reconcile --as-of`).
+pub async fn export(
+    ctx: &SessionContext,
+    selection: &Selection,
+    format: &str,
+    lake: usageflow_lake::LakeVersion,
+) -> Result<(Vec<u8>, usize), QueryError> {
     let df = ctx.sql_with_options(&billing_export_sql(selection), crate::read_only()).await?;
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
     let mut batches = df.collect().await?;
@@ -265,6 +293,11 @@ pub async fn export(ctx: &SessionContext, selection: &Selection, format: &str) -
             }
             if let Some(d) = selection.to {
                 general.push(("period_to".to_owned(), d.to_string()));
+            }
+            for (key, version) in [("lake_records_version", lake.records), ("lake_events_version", lake.events)] {
+                if let Some(v) = version {
+                    general.push((key.to_owned(), v.to_string()));
+                }
             }
             usageflow_files::write_workbook(&general, &[], &columns, &table)
                 .map_err(|e| QueryError::Output(e.to_string()))?

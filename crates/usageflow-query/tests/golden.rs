@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use usageflow_model::Actor;
 use usageflow_query::billing::{
-    BILLING_EXPORT_ORDER, Selection, close_matched, reconciliation_sql, register_billing, to_rows,
+    BILLING_EXPORT_ORDER, Selection, close_matched, reconciliation_sql_as_of, register_billing, to_rows,
 };
 use usageflow_query::{Scope, analyst_session, load_sources};
 
@@ -103,7 +103,11 @@ async fn golden_sql_files() {
                 to_rows(&usageflow_query::query(ctx, &wrapped).await.unwrap()).unwrap()
             } else if head.starts_with("reconcile") {
                 register_billing(ctx, &sql_dir.join(body.trim())).await.unwrap();
-                let sql = reconciliation_sql(ctx, &Selection::default()).await.unwrap();
+                let billed_at = head
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("billed_at="))
+                    .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&chrono::Utc));
+                let sql = reconciliation_sql_as_of(ctx, &Selection::default(), billed_at).await.unwrap();
                 let report = usageflow_query::query(ctx, &sql).await.unwrap();
                 if head.contains("close") {
                     let actor = Actor::provider("PA-500-001", by("SU-recon"));

@@ -172,6 +172,11 @@ pub enum Command {
         /// Write the report to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The lake version the billing lines were exported from (the export's
+        /// `lake_records_version`, or a time): the lake is read as of it, and records missing
+        /// from the billing in files created after it are `reported_after_billing`.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// Serve the HTTP API (the Connect usage API under /public/v1, plus event ingestion) until
     /// SIGINT/SIGTERM, then finish the requests in flight.
@@ -550,14 +555,12 @@ fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 &out,
             )
         }
-        Command::Reconcile { billing, from, to, scope, close, format, out } => crate::sql::reconcile(
+        Command::Reconcile { billing, from, to, scope, close, format, out, as_of } => crate::sql::reconcile(
             &config,
             &billing,
             usageflow_query::billing::Selection { from, to, ..Default::default() },
             &scope,
-            close,
-            &format,
-            out,
+            crate::sql::ReconcileOptions { close, format: &format, out, as_of: as_of.as_deref() },
         ),
         Command::Serve { listen } => crate::serve::serve(&config, listen),
         Command::ApiKey { action } => crate::serve::api_key(&config, action),

@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use usageflow_files::FileService;
 use usageflow_lake::AsOf;
 use usageflow_model::{Actor, Ref};
-use usageflow_query::billing::{Selection, close_matched, outcome_counts, reconciliation_sql, register_billing};
+use usageflow_query::billing::{Selection, close_matched, outcome_counts, reconciliation_sql_as_of, register_billing};
 use usageflow_query::{Format, Scope};
 
 use crate::config::Config;
@@ -24,10 +24,6 @@ pub fn parse_scope(text: &str) -> anyhow::Result<Scope> {
         Some(("reseller", id)) => Scope::Reseller(id.to_owned()),
         _ => anyhow::bail!("scope `{text}` is not all, vendor:ID, provider:ID or reseller:ID"),
     })
-}
-
-async fn session(service: &FileService, scope: &Scope) -> anyhow::Result<SessionContext> {
-    session_as_of(service, scope, AsOf::Latest).await
 }
 
 async fn session_as_of(service: &FileService, scope: &Scope, as_of: AsOf) -> anyhow::Result<SessionContext> {
@@ -134,12 +130,30 @@ pub fn export_billing(
     let scope = parse_scope(scope)?;
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
-        let ctx = session(&service, &scope).await?;
-        let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, format).await?;
+        let sources = usageflow_query::load_sources(&service).await?;
+        let lake = sources.lake.version();
+        let ctx = usageflow_query::analyst_session(service.object_store().clone(), &sources, &scope).await?;
+        let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, format, lake).await?;
         emit(&bytes, Some(out))?;
-        eprintln!("{rows} accepted records written to {} ({format})", out.display());
+        eprintln!("{rows} accepted records written to {} ({format}) from the lake at {lake}", out.display());
+        if let Some(v) = lake.records {
+            eprintln!("reconcile its billing lines with `usageflow reconcile --as-of {v}`");
+        }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What `usageflow reconcile` does with its report.
+#[derive(Debug)]
+pub struct ReconcileOptions<'a> {
+    /// Close the matched records.
+    pub close: bool,
+    /// The report's format.
+    pub format: &'a str,
+    /// Where the report goes (standard output if none).
+    pub out: Option<PathBuf>,
+    /// The lake version or time the billing lines were exported from.
+    pub as_of: Option<&'a str>,
 }
 
 /// `usageflow reconcile`.
@@ -148,10 +162,10 @@ pub fn reconcile(
     billing: &Path,
     selection: Selection,
     scope: &str,
-    close: bool,
-    format: &str,
-    out: Option<PathBuf>,
+    options: ReconcileOptions<'_>,
 ) -> anyhow::Result<ExitCode> {
+    let ReconcileOptions { close, format, out, as_of } = options;
+    let as_of = parse_as_of(as_of)?;
     let scope = parse_scope(scope)?;
     let Scope::Provider(provider) = &scope else {
         anyhow::bail!("reconcile as a distributor: --scope provider:PA-…")
@@ -160,9 +174,18 @@ pub fn reconcile(
     let format: Format = format.parse().map_err(anyhow::Error::msg)?;
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
-        let ctx = session(&service, &scope).await?;
+        let billed_at = match as_of {
+            AsOf::Latest => None,
+            AsOf::Timestamp(t) => Some(t),
+            AsOf::Version(_) => {
+                let lake = service.lake().snapshot_as_of(as_of).await?;
+                lake.records.timestamp.and_then(chrono::DateTime::from_timestamp_millis)
+            }
+        };
+        let ctx = session_as_of(&service, &scope, as_of).await?;
         register_billing(&ctx, billing).await?;
-        let report = usageflow_query::query(&ctx, &reconciliation_sql(&ctx, &selection).await?).await?;
+        let sql = reconciliation_sql_as_of(&ctx, &selection, billed_at).await?;
+        let report = usageflow_query::query(&ctx, &sql).await?;
         emit(&usageflow_query::output::write(&report, format)?, out.as_deref())?;
         for (outcome, n) in outcome_counts(&report)? {
             eprintln!("{outcome:>22}: {n}");
