@@ -2,7 +2,8 @@
 # Runs the whole test suite against the real local stack:
 # installs missing system packages (with headless Chromium for the portal's browser tests),
 # starts the Kafka broker and the S3-compatible server (installing them on first use), installs
-# the official Connect Python client into a virtualenv (first use only),
+# the official Connect Python client, the Delta readers and Apache Spark with Delta Lake into
+# virtualenvs (first use only),
 # runs `cargo test --workspace --locked` (extra arguments are passed on), and stops the services
 # it started, whatever happened.
 set -euo pipefail
@@ -23,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$here/stack.sh" up
-# The official Connect Python client and Delta readers, for the compatibility tests.
+# The official Connect Python client, the Delta readers and Spark, for the compatibility tests.
 "$here/compat/venv.sh" install
 "$here/compat/venv.sh" install delta-readers
 "$here/compat/venv.sh" install spark
