@@ -2,8 +2,8 @@
 //! lake table with 10, 10,000 and 100,000 commits.
 //!
 //! ```sh
-//! cargo bench --bench lake_log                        # 10, 10000 and 100000 commits
-//! USAGEFLOW_BENCH_COMMITS=10,1000 cargo bench --bench lake_log
+//! cargo bench --bench lake_log            # 10, 10000, 100000 commits, and 100000/10000
+//! USAGEFLOW_BENCH_COMMITS=10,1000,1000/100 cargo bench --bench lake_log
 //! ```
 //!
 //! For each size, a fresh `records` table on the local store gets ten data files in its first
@@ -11,7 +11,10 @@
 //! ingester's batches make), written straight into `_delta_log/` so that building a table of
 //! 100,000 commits takes seconds, with a Parquet checkpoint every 100 versions made by
 //! `deltalake-core` as the tables' `delta.checkpointInterval` says. The history grows; the
-//! live state does not, so the figures show what the log's length costs. Then:
+//! live state does not, so the figures show what the log's length costs. A size `N/W` is a
+//! table of `N` commits of which all but the last `W` are older than the log retention
+//! (their files' times set back 60 days) and were deleted by the log cleanup a checkpoint
+//! runs: what the history costs once the retention bounds the log. Then:
 //!
 //! * **snapshot load**: a new `DeltaLake` opens the table (the last checkpoint, then the
 //!   commits after it), 20 times;
@@ -69,7 +72,19 @@ fn write_commits(log: &std::path::Path, from: u64, to: u64) {
     }
 }
 
-async fn build(dir: &std::path::Path, commits: u64) -> DeltaLake {
+/// Sets back 60 days the times of the log's files of versions below `below`.
+fn age_below(log: &std::path::Path, below: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60 * 86_400);
+    for entry in std::fs::read_dir(log).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.split('.').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v < below) {
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(then).unwrap();
+        }
+    }
+}
+
+async fn build(dir: &std::path::Path, commits: u64, window: Option<u64>) -> DeltaLake {
     let lake =
         DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap().with_checkpoint_interval(INTERVAL);
     let mut table = lake.open(Table::Records).await.unwrap();
@@ -85,21 +100,32 @@ async fn build(dir: &std::path::Path, commits: u64) -> DeltaLake {
         }
         done = to;
     }
+    if let Some(window) = window {
+        // The log cleanup a checkpoint runs (the lake's commits run it after each checkpoint).
+        age_below(&log, commits.saturating_sub(window));
+        table.update_incremental(None).await.unwrap();
+        deltalake_core::protocol::checkpoints::cleanup_metadata(&table, None).await.unwrap();
+    }
     lake
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let sizes = std::env::var("USAGEFLOW_BENCH_COMMITS").unwrap_or_else(|_| "10,10000,100000".into());
+    let sizes = std::env::var("USAGEFLOW_BENCH_COMMITS").unwrap_or_else(|_| "10,10000,100000,100000/10000".into());
     println!(
-        "{:>9}  {:>11} {:>11}  {:>11} {:>11}  {:>8}",
-        "commits", "load p50", "load p99", "commit p50", "commit p99", "build"
+        "{:>13}  {:>9}  {:>11} {:>11}  {:>11} {:>11}  {:>8}",
+        "commits", "log files", "load p50", "load p99", "commit p50", "commit p99", "build"
     );
-    for commits in sizes.split(',').map(|n| n.trim().parse::<u64>().unwrap()) {
+    for size in sizes.split(',').map(str::trim) {
+        let (commits, window) = match size.split_once('/') {
+            Some((n, w)) => (n.parse::<u64>().unwrap(), Some(w.parse::<u64>().unwrap())),
+            None => (size.parse::<u64>().unwrap(), None),
+        };
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
-        build(dir.path(), commits).await;
+        build(dir.path(), commits, window).await;
         let built = started.elapsed().as_secs_f64();
+        let log_files = std::fs::read_dir(dir.path().join("lake/records/_delta_log")).unwrap().count();
 
         let config = usageflow_lake::StoreConfig::local(dir.path());
         let mut loads = Vec::new();
@@ -144,7 +170,7 @@ async fn main() {
             at.insert(partition, Some(next));
         }
         println!(
-            "{commits:>9}  {:>9.2}ms {:>9.2}ms  {:>9.2}ms {:>9.2}ms  {built:>7.1}s",
+            "{size:>13}  {log_files:>9}  {:>9.2}ms {:>9.2}ms  {:>9.2}ms {:>9.2}ms  {built:>7.1}s",
             percentile(&mut loads, 0.5),
             percentile(&mut loads, 0.99),
             percentile(&mut commit_ms, 0.5),

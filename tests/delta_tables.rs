@@ -474,3 +474,112 @@ async fn vacuum_deletes_only_what_no_version_within_the_retention_needs() {
     let rows: u64 = lake.state(Table::Events).await.unwrap().files.values().map(|f| f.rows).sum();
     assert_eq!(rows, 9, "the table reads what it read before");
 }
+
+/// Sets the modification time of the files of `log` whose names start with one of `versions`
+/// to `days` days ago.
+fn age(log: &std::path::Path, versions: std::ops::RangeInclusive<u64>, days: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
+    for entry in std::fs::read_dir(log).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let version = name.split('.').next().and_then(|v| v.parse::<u64>().ok());
+        if version.is_some_and(|v| versions.contains(&v)) {
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(then).unwrap();
+        }
+    }
+}
+
+/// The log keeps the retention window: after a checkpoint (and only then) the commits older
+/// than the window that no version inside it needs are deleted; the table reads as before,
+/// and history and time travel reach back to the window's start.
+#[tokio::test]
+async fn the_log_keeps_its_retention_window_and_drops_older_commits_after_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let settings = usageflow_lake::delta::TableSettings { checkpoint_interval: 2, log_retention_hours: 168 };
+    let lake = DeltaLake::open_store(&config).unwrap().with_settings(settings);
+    let store = lake.store().clone();
+    lake.state(Table::Events).await.unwrap();
+    let commit = |from: i64, to: i64| {
+        let (lake, store) = (lake.clone(), store.clone());
+        async move {
+            let file = events_file(&store, "2026-11-01", from, to).await;
+            lake.commit(Table::Events, &advance((from > 0).then_some(from), to, file)).await.unwrap()
+        }
+    };
+    for (from, to) in [(0, 5), (5, 9), (9, 12)] {
+        commit(from, to).await;
+    }
+    let log = dir.path().join("lake/events/_delta_log");
+    let exists = |name: &str| log.join(name).exists();
+    // Versions 0 to 3 (checkpoints at 1 and 3) become ten days old: past the week kept.
+    age(&log, 0..=3, 10);
+    assert_eq!(commit(12, 15).await, 4);
+    assert!(exists("00000000000000000000.json"), "no cleanup after a commit without a checkpoint");
+    assert_eq!(commit(15, 20).await, 5);
+    assert!(exists("00000000000000000005.checkpoint.parquet"));
+    for gone in ["00000000000000000000.json", "00000000000000000001.json", "00000000000000000002.json"] {
+        assert!(!exists(gone), "{gone} is older than the window and no version in it needs it");
+    }
+    assert!(!exists("00000000000000000001.checkpoint.parquet"));
+    // Version 4 is the oldest inside the window; it is read from checkpoint 3 and commit 4.
+    for kept in ["00000000000000000003.checkpoint.parquet", "00000000000000000003.json", "00000000000000000004.json"] {
+        assert!(exists(kept), "{kept} is needed by a version inside the window");
+    }
+
+    let reader = DeltaLake::open_store(&config).unwrap();
+    let state = reader.state(Table::Events).await.unwrap();
+    assert_eq!(state.version, Some(5));
+    assert_eq!(state.files.values().map(|f| f.rows).sum::<u64>(), 20, "every committed row is still read");
+    assert_eq!(reader.position(Table::Events, GROUP, TOPIC, 0).await.unwrap(), Some(20));
+    let versions: Vec<u64> = reader.history(Table::Events, None).await.unwrap().iter().map(|h| h.version).collect();
+    assert_eq!(versions, vec![5, 4, 3], "history reaches back to the window's start");
+    let past = reader.table_as_of(Table::Events, usageflow_lake::AsOf::Version(3)).await.unwrap();
+    assert_eq!(past.version(), Some(3), "the window's oldest checkpoint is still read");
+    let err = reader.table_as_of(Table::Events, usageflow_lake::AsOf::Version(1)).await.unwrap_err();
+    assert!(err.to_string().contains("lake/events"), "{err}");
+}
+
+/// A table created with other settings keeps them until `configure`, which then gives it the
+/// lake's in one metadata commit, and only once; commits go on as before.
+#[tokio::test]
+async fn configure_gives_an_existing_table_the_lake_s_settings_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = usageflow_lake::StoreConfig::local(dir.path());
+    let old = DeltaLake::open_store(&config).unwrap();
+    let store = old.store().clone();
+    old.state(Table::Events).await.unwrap();
+    let file = events_file(&store, "2026-11-01", 0, 5).await;
+    old.commit(Table::Events, &advance(None, 5, file)).await.unwrap();
+    let defaults = usageflow_lake::delta::TableSettings::default().properties();
+    assert_eq!(old.table_properties(Table::Events).await.unwrap(), defaults);
+
+    let settings = usageflow_lake::delta::TableSettings { checkpoint_interval: 3, log_retention_hours: 200 };
+    let lake = DeltaLake::open_store(&config).unwrap().with_settings(settings);
+    assert_eq!(lake.table_properties(Table::Events).await.unwrap(), defaults, "settings apply to new tables only");
+    assert_eq!(lake.configure(Table::Events).await.unwrap(), Some(2));
+    let properties = lake.table_properties(Table::Events).await.unwrap();
+    assert_eq!(properties, settings.properties());
+    assert_eq!(properties["delta.logRetentionDuration"], "interval 200 hours");
+    assert_eq!(lake.configure(Table::Events).await.unwrap(), None, "nothing to change");
+
+    // The writer that committed before the change is refused once, then commits on the new
+    // metadata; the new interval checkpoints version 5.
+    let file = events_file(&store, "2026-11-01", 5, 9).await;
+    let err = old.commit(Table::Events, &advance(Some(5), 9, file.clone())).await;
+    let version = match err {
+        Ok(v) => v,
+        Err(e) => {
+            assert!(matches!(e, DeltaError::ConcurrentTransaction { .. }), "{e}");
+            old.commit(Table::Events, &advance(Some(5), 9, file)).await.unwrap()
+        }
+    };
+    assert_eq!(version, 3);
+    for (from, to) in [(9, 12), (12, 15)] {
+        let file = events_file(&store, "2026-11-01", from, to).await;
+        lake.commit(Table::Events, &advance(Some(from), to, file)).await.unwrap();
+    }
+    assert!(dir.path().join("lake/events/_delta_log/00000000000000000005.checkpoint.parquet").exists());
+    let state = DeltaLake::open_store(&config).unwrap().state(Table::Events).await.unwrap();
+    assert_eq!((state.version, state.files.values().map(|f| f.rows).sum::<u64>()), (Some(5), 15));
+}

@@ -62,7 +62,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::{FxHashMap, FxHashSet};
-use usageflow_lake::tables::{RecordRow, RecordsBuilder, to_parquet};
+use usageflow_lake::tables::{RecordRow, RecordsBuilder};
 use usageflow_lake::{DeltaLake, Table, TableCommit, TableFile, paths};
 
 use crate::aggregate::{Agg, AggKey, Records};
@@ -425,15 +425,20 @@ struct Meta {
     partition: i32,
     offset: i64,
     kafka_ts: i64,
-    /// Below both tables' positions: only re-validated, for the dead-letter topic.
-    replay: bool,
-    /// Held by `records` (not by `events`): de-duplicated, not counted again.
+    /// Held by `records`: not counted again (de-duplicated, if `events` lacks it).
     skip_records: bool,
-    /// Held by `events` (not by `records`): de-duplicated and counted, not stored again.
+    /// Held by `events`: not stored again (de-duplicated and counted, if `records` lacks it).
     skip_events: bool,
     payload: Range<usize>,
     key: Option<Range<usize>>,
     headers: Range<usize>,
+}
+
+impl Meta {
+    /// Below both tables' positions: only re-validated, for the dead-letter topic.
+    fn replay(&self) -> bool {
+        self.skip_records && self.skip_events
+    }
 }
 
 /// A consumed message, as the poll thread reads it: from the consumer's own poll or from a
@@ -523,9 +528,8 @@ impl Chunk {
         let headers = first..self.headers.len();
         self.metas.push(Meta {
             partition: msg.partition(),
-            offset: msg.offset(),
+            offset,
             kafka_ts,
-            replay: skip_records && skip_events,
             skip_records,
             skip_events,
             payload,
@@ -679,7 +683,7 @@ impl Worker {
             };
             match self.validator.validate(&event, m.kafka_ts) {
                 Err(rejection) => self.reject(chunk, m, rejection, &mut tally),
-                Ok(_) if m.replay => tally.replayed += 1,
+                Ok(_) if m.replay() => tally.replayed += 1,
                 Ok(v) => {
                     let product = &self.index.products[v.product as usize];
                     self.keys.push(event_key(&product.id, &event.id));
@@ -952,7 +956,7 @@ impl Processor {
                 .filter(|f| !self.loaded_event_files.contains(&f.path))
                 .filter(|f| f.kafka_partition().is_none_or(|p| partitions.contains(&p)))
                 .collect();
-            let below: BTreeMap<i32, Option<i64>> = positions.iter().map(|(p, at)| (*p, Some(at.lower()))).collect();
+            let below: BTreeMap<i32, i64> = positions.iter().map(|(p, at)| (*p, at.lower())).collect();
             let mut ids = Vec::new();
             let n = usageflow_lake::tables::event_ids(
                 self.lake.store(),
@@ -1113,17 +1117,10 @@ type Encoded = (Path, Bytes, TableFile);
 /// Encodes one data file of `table` at `path` (in the store) with its partition values and
 /// statistics.
 fn encode(batch: &RecordBatch, table: Table, path: Path, partition: &[(&str, &str)]) -> Result<Encoded, PipelineError> {
-    let bytes =
-        to_parquet(batch).map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
     let prefix = format!("lake/{}/", table.name());
-    let file = TableFile {
-        table,
-        path: path.as_ref().strip_prefix(&prefix).unwrap_or(path.as_ref()).to_owned(),
-        partition_values: partition.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        size: bytes.len() as u64,
-        rows: batch.num_rows() as u64,
-        stats: Some(usageflow_lake::delta::statistics(batch)),
-    };
+    let in_table = path.as_ref().strip_prefix(&prefix).unwrap_or(path.as_ref()).to_owned();
+    let (file, bytes) = usageflow_lake::delta::encode_file(table, in_table, partition, batch)
+        .map_err(|e| PipelineError::Write { path: path.to_string(), reason: e.to_string() })?;
     Ok((path, bytes, file))
 }
 

@@ -17,9 +17,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Decimal128Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::delta::{DeltaError, DeltaLake, Table, TableCommit, TableFile, compaction_claim, statistics};
+use crate::delta::{DeltaError, DeltaLake, Table, TableCommit, TableFile, compaction_claim, encode_file};
 use crate::paths;
-use crate::tables::{ReadError, RecordRow, RecordsBuilder, read_parquet, to_parquet};
+use crate::tables::{ReadError, RecordRow, RecordsBuilder, read_parquet};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,11 +201,8 @@ pub async fn compact_records(lake: &DeltaLake, min_files: usize) -> Result<Compa
         if files.len() < min_files.max(2) {
             continue;
         }
-        let mut sums = BTreeMap::new();
+        let sums = sum_records(store, files.iter().copied()).await?;
         for file in &files {
-            for batch in read_parquet(store, &file.location()).await? {
-                fold(&batch, &mut sums);
-            }
             report.rows_before += file.rows;
             request.remove.push(file.path.clone());
         }
@@ -241,23 +238,15 @@ pub async fn compact_records(lake: &DeltaLake, min_files: usize) -> Result<Compa
             nonce()
         );
         let path = object_store::path::Path::from(format!("{}/{name}", paths::records_prefix()));
-        let bytes =
-            to_parquet(&batch).map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
-        let len = bytes.len() as u64;
+        let partition = [("product", product.as_str()), ("month", month.as_str())];
+        let (file, bytes) = encode_file(Table::Records, name, &partition, &batch)
+            .map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
         store
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| CompactError::Write { path: path.to_string(), reason: e.to_string() })?;
-        let partition_values = BTreeMap::from([("product".to_owned(), product), ("month".to_owned(), month)]);
-        request.claims.push(compaction_claim(Table::Records, &partition_values));
-        request.add.push(TableFile {
-            table: Table::Records,
-            path: name,
-            partition_values,
-            size: len,
-            rows: batch.num_rows() as u64,
-            stats: Some(statistics(&batch)),
-        });
+        request.claims.push(compaction_claim(Table::Records, &file.partition_values));
+        request.add.push(file);
         report.groups += 1;
         report.files_removed += files.len();
         report.rows_after += batch.num_rows() as u64;

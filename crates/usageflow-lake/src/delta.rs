@@ -27,7 +27,7 @@ use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, Trans
 use deltalake_core::kernel::{Action, Add, Remove, StructType, Transaction};
 use deltalake_core::logstore::{LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _};
@@ -138,10 +138,6 @@ pub fn app_id(group: &str, topic: &str, partition: i32) -> String {
     format!("usageflow:{group}:{topic}:{partition}")
 }
 
-fn table_name(table: Table) -> &'static str {
-    table.name()
-}
-
 /// The partition columns of a table, in order.
 pub fn partition_columns(table: Table) -> &'static [&'static str] {
     match table {
@@ -208,7 +204,8 @@ pub struct TableFile {
 impl TableFile {
     /// The object's path in the store (`lake/{table}/{path}`).
     pub fn location(&self) -> String {
-        let decoded = percent_decode(&self.path);
+        // Paths are URIs in the log: `%XX` escapes decoded.
+        let decoded = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
         format!("lake/{}/{decoded}", self.table.name())
     }
 
@@ -233,28 +230,25 @@ impl TableFile {
     }
 }
 
-/// `%XX` escapes of a Delta path decoded (paths are URIs in the log).
-fn percent_decode(path: &str) -> String {
-    if !path.contains('%') {
-        return path.to_owned();
-    }
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// `batch` encoded as the data file `path` of `table` (relative to the table's root, in the
+/// directory of `partition`: column and value, in the table's partition order): its bytes, and
+/// the content of its `add` action with its partition values and statistics.
+pub fn encode_file(
+    table: Table,
+    path: String,
+    partition: &[(&str, &str)],
+    batch: &RecordBatch,
+) -> Result<(TableFile, bytes::Bytes), parquet::errors::ParquetError> {
+    let bytes = crate::tables::to_parquet(batch)?;
+    let file = TableFile {
+        table,
+        path,
+        partition_values: partition.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        size: bytes.len() as u64,
+        rows: batch.num_rows() as u64,
+        stats: Some(statistics(batch)),
+    };
+    Ok((file, bytes))
 }
 
 /// A table at one version: its files.
@@ -415,6 +409,39 @@ pub const MIN_VACUUM_RETENTION_HOURS: u64 = 168;
 /// Default number of commits between two checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
 
+/// Default log retention, in hours (30 days, Delta's default `logRetentionDuration`).
+pub const DEFAULT_LOG_RETENTION_HOURS: u64 = 720;
+
+/// The Delta table properties the lake's settings own, as the lake writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSettings {
+    /// `delta.checkpointInterval`: a Parquet checkpoint every this many commits.
+    pub checkpoint_interval: u64,
+    /// `delta.logRetentionDuration`, in hours: commits older than this are deleted after a
+    /// checkpoint (never one a time-travel read of the retention may need, never below
+    /// [`MIN_VACUUM_RETENTION_HOURS`]).
+    pub log_retention_hours: u64,
+}
+
+impl Default for TableSettings {
+    fn default() -> Self {
+        Self { checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL, log_retention_hours: DEFAULT_LOG_RETENTION_HOURS }
+    }
+}
+
+impl TableSettings {
+    /// The table properties these settings give, by Delta name.
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (TableProperty::CheckpointInterval.as_ref().to_owned(), self.checkpoint_interval.to_string()),
+            (
+                TableProperty::LogRetentionDuration.as_ref().to_owned(),
+                format!("interval {} hours", self.log_retention_hours),
+            ),
+        ])
+    }
+}
+
 /// The lake's Delta tables on one object store.
 #[derive(Debug, Clone)]
 pub struct DeltaLake {
@@ -422,8 +449,9 @@ pub struct DeltaLake {
     /// The store's directory when it is the local filesystem: there the log is read through
     /// `file://` URLs, whose listings `deltalake-core` sorts (a directory lists in any order).
     local_root: Option<std::path::PathBuf>,
-    /// `delta.checkpointInterval` of the tables this lake creates.
-    checkpoint_interval: u64,
+    /// The properties of the tables this lake creates ([`DeltaLake::configure`] applies them
+    /// to existing ones).
+    settings: TableSettings,
     cache: Arc<Cache>,
 }
 
@@ -445,14 +473,30 @@ impl DeltaLake {
     /// filesystem.
     pub fn new(store: Arc<dyn ObjectStore>, local_root: Option<std::path::PathBuf>) -> Self {
         register_scheme();
-        Self { store, local_root, checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL, cache: Arc::default() }
+        Self { store, local_root, settings: TableSettings::default(), cache: Arc::default() }
     }
 
     /// Creates tables with a checkpoint every `commits` commits (at least 1), instead of
-    /// [`DEFAULT_CHECKPOINT_INTERVAL`]; a table created before keeps its own.
+    /// [`DEFAULT_CHECKPOINT_INTERVAL`]; a table created before keeps its own until
+    /// [`DeltaLake::configure`].
     pub fn with_checkpoint_interval(mut self, commits: u64) -> Self {
-        self.checkpoint_interval = commits.max(1);
+        self.settings.checkpoint_interval = commits.max(1);
         self
+    }
+
+    /// Creates tables with `settings` (a log retention below [`MIN_VACUUM_RETENTION_HOURS`]
+    /// is raised to it); a table created before keeps its own until [`DeltaLake::configure`].
+    pub fn with_settings(mut self, settings: TableSettings) -> Self {
+        self.settings = TableSettings {
+            checkpoint_interval: settings.checkpoint_interval.max(1),
+            log_retention_hours: settings.log_retention_hours.max(MIN_VACUUM_RETENTION_HOURS),
+        };
+        self
+    }
+
+    /// The properties this lake gives the tables it creates.
+    pub fn settings(&self) -> TableSettings {
+        self.settings
     }
 
     /// The store the tables' data files are written to.
@@ -461,7 +505,7 @@ impl DeltaLake {
     }
 
     fn builder(&self, table: Table) -> Result<DeltaTableBuilder, DeltaError> {
-        let name = table_name(table);
+        let name = table.name();
         let delta = |source| DeltaError::Delta { table: name, source };
         if let Some(root) = &self.local_root {
             let dir = root.join("lake").join(name);
@@ -480,7 +524,7 @@ impl DeltaLake {
     /// empty). A location that holds something other than this Delta table is refused with
     /// what was found.
     pub async fn open(&self, table: Table) -> Result<DeltaTable, DeltaError> {
-        let name = table_name(table);
+        let name = table.name();
         let delta = |source| DeltaError::Delta { table: name, source };
         let mut handle = self.builder(table)?.build().map_err(delta)?;
         if handle.verify_deltatable_existence().await.map_err(delta)? {
@@ -506,10 +550,7 @@ impl DeltaLake {
             .with_table_name(name)
             .with_columns(schema.fields().cloned())
             .with_partition_columns(partition_columns(table).iter().copied())
-            .with_configuration_property(
-                deltalake_core::TableProperty::CheckpointInterval,
-                Some(self.checkpoint_interval.to_string()),
-            )
+            .with_configuration(self.settings.properties().into_iter().map(|(k, v)| (k, Some(v))))
             .with_save_mode(SaveMode::Ignore)
             .await;
         match created {
@@ -529,7 +570,7 @@ impl DeltaLake {
     /// Why a table's log could not be loaded: a missing or unreadable checkpoint named, when
     /// that is the cause, else `deltalake-core`'s error.
     async fn load_error(&self, table: Table, source: DeltaTableError) -> DeltaError {
-        let name = table_name(table);
+        let name = table.name();
         let log = format!("lake/{name}/_delta_log");
         let last = match self.store.get(&Path::from(format!("{log}/_last_checkpoint"))).await {
             Ok(got) => got.bytes().await.ok(),
@@ -556,7 +597,7 @@ impl DeltaLake {
 
     /// Refuses a table written by a newer protocol or with another schema.
     fn check(&self, table: Table, handle: &DeltaTable) -> Result<(), DeltaError> {
-        let name = table_name(table);
+        let name = table.name();
         let snapshot = handle.snapshot().map_err(|source| DeltaError::Delta { table: name, source })?;
         let protocol = snapshot.protocol();
         if protocol.min_reader_version() > MAX_READER_VERSION || protocol.min_writer_version() > MAX_WRITER_VERSION {
@@ -583,15 +624,20 @@ impl DeltaLake {
         Ok(())
     }
 
+    /// Brings a loaded table up to its latest version (reading only the commits since), and
+    /// checks it is still one this build reads and writes.
+    async fn refresh(&self, table: Table, handle: &mut DeltaTable) -> Result<(), DeltaError> {
+        handle.update_incremental(None).await.map_err(|source| DeltaError::Delta { table: table.name(), source })?;
+        self.check(table, handle)
+    }
+
     /// The table at its latest version: the loaded snapshot brought up to date (only the
     /// commits since the last read are read).
     pub async fn latest(&self, table: Table) -> Result<DeltaTable, DeltaError> {
-        let name = table_name(table);
         let mut slot = self.cache.read[table.slot()].lock().await;
         match slot.as_mut() {
             Some(handle) => {
-                handle.update_incremental(None).await.map_err(|source| DeltaError::Delta { table: name, source })?;
-                self.check(table, handle)?;
+                self.refresh(table, handle).await?;
                 Ok(handle.clone())
             }
             None => {
@@ -604,14 +650,14 @@ impl DeltaLake {
 
     /// The table as of `as_of`.
     pub async fn table_as_of(&self, table: Table, as_of: AsOf) -> Result<DeltaTable, DeltaError> {
-        let name = table_name(table);
+        let name = table.name();
         let delta = |source| DeltaError::Delta { table: name, source };
         match as_of {
             AsOf::Latest => self.latest(table).await,
             AsOf::Version(v) => {
                 let latest = self.latest(table).await?;
                 let newest = latest.version().unwrap_or_default();
-                if v as i64 > newest as i64 {
+                if v > newest {
                     return Err(DeltaError::NoSuchVersion { table: name, asked: v.to_string(), newest });
                 }
                 let mut handle = self.builder(table)?.build().map_err(delta)?;
@@ -624,22 +670,17 @@ impl DeltaLake {
                 Ok(handle)
             }
             AsOf::Timestamp(t) => {
-                let latest = self.latest(table).await?;
                 let mut handle = self.builder(table)?.build().map_err(delta)?;
-                match handle.load_with_datetime(t).await {
-                    Ok(()) => Ok(handle),
-                    // Before the table's first commit: the table as created, empty.
-                    Err(_)
-                        if latest
-                            .snapshot()
-                            .is_ok_and(|s| s.version_timestamp(0).is_some_and(|c| c > t.timestamp_millis())) =>
-                    {
-                        let mut empty = self.builder(table)?.build().map_err(delta)?;
-                        empty.load_version(0).await.map_err(delta)?;
-                        Ok(empty)
-                    }
-                    Err(source) => Err(delta(source)),
+                let Err(source) = handle.load_with_datetime(t).await else { return Ok(handle) };
+                // Before the table's first commit: the table as created, empty.
+                let latest = self.latest(table).await?;
+                let created = latest.snapshot().ok().and_then(|s| s.version_timestamp(0));
+                if created.is_none_or(|c| c <= t.timestamp_millis()) {
+                    return Err(delta(source));
                 }
+                let mut empty = self.builder(table)?.build().map_err(delta)?;
+                empty.load_version(0).await.map_err(delta)?;
+                Ok(empty)
             }
         }
     }
@@ -675,7 +716,7 @@ impl DeltaLake {
 
     /// The commits of a table, newest first (at most `limit`).
     pub async fn history(&self, table: Table, limit: Option<usize>) -> Result<Vec<HistoryEntry>, DeltaError> {
-        let name = table_name(table);
+        let name = table.name();
         let delta = |source| DeltaError::Delta { table: name, source };
         let handle = self.latest(table).await?;
         let newest = handle.version().unwrap_or_default();
@@ -708,17 +749,9 @@ impl DeltaLake {
         let delta = |e: String| DeltaError::Delta { table: table.name(), source: DeltaTableError::Generic(e) };
         // The table first: a location with files but no log is not taken for a Delta table.
         self.latest(table).await?;
-        let bytes = crate::tables::to_parquet(batch).map_err(|e| delta(e.to_string()))?;
         let dirs: Vec<String> = partition.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let path = if dirs.is_empty() { name.to_owned() } else { format!("{}/{name}", dirs.join("/")) };
-        let file = TableFile {
-            table,
-            path,
-            partition_values: partition.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            size: bytes.len() as u64,
-            rows: batch.num_rows() as u64,
-            stats: Some(statistics(batch)),
-        };
+        let (file, bytes) = encode_file(table, path, partition, batch).map_err(|e| delta(e.to_string()))?;
         self.store
             .put(&Path::from(file.location()), object_store::PutPayload::from(bytes))
             .await
@@ -745,7 +778,7 @@ impl DeltaLake {
         retention: chrono::Duration,
         dry_run: bool,
     ) -> Result<Vec<String>, DeltaError> {
-        let name = table_name(table);
+        let name = table.name();
         let floor = chrono::Duration::hours(MIN_VACUUM_RETENTION_HOURS as i64);
         if retention < floor {
             return Err(DeltaError::RetentionTooShort {
@@ -763,6 +796,45 @@ impl DeltaLake {
             .await
             .map_err(|source| DeltaError::Delta { table: name, source })?;
         Ok(metrics.files_deleted)
+    }
+
+    /// The table's own values of the properties [`TableSettings`] owns, as it stores them
+    /// (`delta.checkpointInterval`, `delta.logRetentionDuration`; absent when unset, Delta's
+    /// defaults then apply).
+    pub async fn table_properties(&self, table: Table) -> Result<BTreeMap<String, String>, DeltaError> {
+        let handle = self.latest(table).await?;
+        let snapshot = handle.snapshot().map_err(|source| DeltaError::Delta { table: table.name(), source })?;
+        let configuration = snapshot.metadata().configuration();
+        Ok(TableSettings::default()
+            .properties()
+            .into_keys()
+            .filter_map(|key| configuration.get(&key).map(|v| (key, v.clone())))
+            .collect())
+    }
+
+    /// Gives an existing table this lake's [`TableSettings`] (tables take them when created;
+    /// a table created with other settings keeps its own until this runs). A metadata commit,
+    /// made only when a property differs; returns its version, or `None` when the table
+    /// already had them. Safe while ingesting: a commit in flight then conflicts and its
+    /// ingester restarts from the lake's positions.
+    pub async fn configure(&self, table: Table) -> Result<Option<u64>, DeltaError> {
+        let name = table.name();
+        let delta = |source| DeltaError::Delta { table: name, source };
+        let wanted = self.settings.properties();
+        if self.table_properties(table).await? == wanted {
+            return Ok(None);
+        }
+        let handle = self.latest(table).await?;
+        let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false)).with_max_retries(15);
+        let done = handle
+            .set_tbl_properties()
+            .with_properties(wanted.into_iter().collect())
+            .with_commit_properties(properties)
+            .await
+            .map_err(delta)?;
+        // The writer's snapshot predates the new metadata: its next commit starts afresh.
+        *self.cache.write[table.slot()].lock().await = None;
+        Ok(done.version())
     }
 
     /// The next offset of `topic`/`partition` recorded by `group`'s transactions, if any.
@@ -787,15 +859,9 @@ impl DeltaLake {
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>, DeltaError> {
         let mut slot = self.cache.write[table.slot()].lock().await;
-        let name = table_name(table);
         match slot.as_mut() {
             Some(writer) => {
-                writer
-                    .table
-                    .update_incremental(None)
-                    .await
-                    .map_err(|source| DeltaError::Delta { table: name, source })?;
-                self.check(table, &writer.table)?;
+                self.refresh(table, &mut writer.table).await?;
                 // What was known held at the older snapshot only.
                 writer.known.clear();
             }
@@ -843,7 +909,7 @@ impl DeltaLake {
 }
 
 async fn commit_with(table: Table, writer: &mut Writer, request: &TableCommit) -> Result<u64, DeltaError> {
-    let name = table_name(table);
+    let name = table.name();
     let delta = |source| DeltaError::Delta { table: name, source };
     let mut actions = Vec::new();
     let mut txns = Vec::new();
@@ -896,16 +962,11 @@ async fn commit_with(table: Table, writer: &mut Writer, request: &TableCommit) -
                     found,
                 });
             }
-            actions.push(Action::Txn(Transaction::new_with_last_update(
-                id.clone(),
-                *next,
-                Some(chrono::Utc::now().timestamp_millis()),
-            )));
+            actions.push(Action::Txn(Transaction::new_with_last_update(id.clone(), *next, Some(now))));
             txns.push((id, *next));
         }
     }
     for claim in &request.claims {
-        let now = chrono::Utc::now().timestamp_millis();
         actions.push(Action::Txn(Transaction::new_with_last_update(claim.clone(), now, Some(now))));
     }
     for file in &request.add {
@@ -935,8 +996,13 @@ async fn commit_with(table: Table, writer: &mut Writer, request: &TableCommit) -
         ("usageflow.filesRemoved".to_owned(), serde_json::Value::from(request.remove.len())),
     ]);
     // A Parquet checkpoint when the version is a multiple of the table's
-    // `delta.checkpointInterval`, then the cleanup of commits older than its log retention.
-    let properties = CommitProperties::default().with_create_checkpoint(true).with_max_retries(15);
+    // `delta.checkpointInterval`. The cleanup of commits older than the log retention lists the
+    // whole log and reads every entry's time, so it runs after a checkpoint only (below), not
+    // after every commit as `deltalake-core` would.
+    let properties = CommitProperties::default()
+        .with_create_checkpoint(true)
+        .with_cleanup_expired_logs(Some(false))
+        .with_max_retries(15);
     let done = CommitBuilder::from(properties)
         .with_actions(actions)
         .with_app_metadata(app)
@@ -944,14 +1010,36 @@ async fn commit_with(table: Table, writer: &mut Writer, request: &TableCommit) -
         .await;
     match done {
         Ok(commit) => {
+            let version = commit.version();
+            let checkpointed = commit.metrics.new_checkpoint_created;
             writer.table.state = Some(commit.snapshot());
             writer.known.extend(txns.into_iter().map(|(id, next)| (id, Some(next))));
-            Ok(commit.version())
+            if checkpointed {
+                expire_log(table, &writer.table).await;
+            }
+            Ok(version)
         }
         Err(DeltaTableError::Transaction { source: TransactionError::CommitConflict(conflict) }) => {
             Err(DeltaError::ConcurrentTransaction { table: name, reason: conflict.to_string() })
         }
         Err(source) => Err(delta(source)),
+    }
+}
+
+/// Deletes the commits and checkpoints older than the table's log retention that no version
+/// inside it needs (`deltalake-core` keeps everything from the last checkpoint before the
+/// oldest retained commit), unless the table's `delta.enableExpiredLogCleanup` is false. The
+/// commit has landed: a failure here is logged and the next checkpoint tries again.
+async fn expire_log(table: Table, handle: &DeltaTable) {
+    use deltalake_core::table::config::TablePropertiesExt as _;
+    let enabled = handle.snapshot().map(|s| s.table_config().enable_expired_log_cleanup()).unwrap_or(false);
+    if !enabled {
+        return;
+    }
+    match deltalake_core::protocol::checkpoints::cleanup_metadata(handle, None).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(table = table.name(), deleted = n, "expired log entries deleted"),
+        Err(e) => tracing::warn!(table = table.name(), error = %e, "deleting expired log entries failed"),
     }
 }
 
@@ -962,7 +1050,7 @@ fn describe(columns: impl Iterator<Item = (String, String)>, partitions: impl It
 }
 
 async fn position_of(table: Table, handle: &DeltaTable, app_id: &str) -> Result<Option<i64>, DeltaError> {
-    let name = table_name(table);
+    let name = table.name();
     let snapshot = handle.snapshot().map_err(|source| DeltaError::Delta { table: name, source })?;
     snapshot
         .transaction_version(handle.log_store().as_ref(), app_id)
@@ -971,7 +1059,7 @@ async fn position_of(table: Table, handle: &DeltaTable, app_id: &str) -> Result<
 }
 
 async fn state_of(table: Table, handle: &DeltaTable) -> Result<TableState, DeltaError> {
-    let name = table_name(table);
+    let name = table.name();
     let delta = |source| DeltaError::Delta { table: name, source };
     let version = handle.version();
     let timestamp = match (version, handle.snapshot()) {

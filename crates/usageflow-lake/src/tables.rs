@@ -618,12 +618,12 @@ pub async fn record_totals(
 }
 
 /// Event ids (with their Kafka partition and product) of the committed `events` files of the
-/// given partitions: `partitions` maps each to the offset below which its events are read
-/// (`None`: all of them), so that what is read is exactly a prefix of each partition.
+/// given partitions: `partitions` maps each to the offset below which its events are read, so
+/// that what is read is exactly a prefix of each partition.
 pub async fn event_ids(
     store: &Arc<dyn ObjectStore>,
     files: impl IntoIterator<Item = &TableFile>,
-    partitions: &BTreeMap<i32, Option<i64>>,
+    partitions: &BTreeMap<i32, i64>,
     mut each: impl FnMut(i32, &str, &str),
 ) -> Result<u64, ReadError> {
     let mut n = 0;
@@ -637,9 +637,9 @@ pub async fn event_ids(
             let parts = column(&batch, "kafka_partition").as_primitive::<Int32Type>();
             let offsets = column(&batch, "kafka_offset").as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
-                let Some(below) = partitions.get(&parts.value(i)) else { continue };
-                if below.is_some_and(|b| offsets.value(i) >= b) {
-                    continue;
+                match partitions.get(&parts.value(i)) {
+                    Some(&below) if offsets.value(i) < below => {}
+                    _ => continue,
                 }
                 each(parts.value(i), products.value(i), ids.value(i));
                 n += 1;

@@ -578,12 +578,7 @@ pub async fn load_sources_as_of(
     as_of: usageflow_lake::AsOf,
 ) -> Result<Sources, QueryError> {
     let files = service.workflow().list().await.map_err(|e| QueryError::Source(e.to_string()))?;
-    let mut sources = load_file_sources_as_of(service, files, as_of).await?;
-    let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
-    let billed = sources.files.iter().filter(|f| f.status.is_billed()).map(|f| f.id.as_str());
-    sources.chunks = service.chunks_of(billed).await.map_err(|e| source(&e))?;
-    sources.reconciliations = load_reconciliations(service).await?;
-    Ok(sources)
+    load_sources_of_as_of(service, files, as_of).await
 }
 
 /// What `usage_files` and `file_records` need (the lake, the catalogue, the files and their
@@ -613,7 +608,16 @@ pub async fn load_sources_of(
     service: &usageflow_files::FileService,
     files: Vec<UsageFile>,
 ) -> Result<Sources, QueryError> {
-    let mut sources = load_file_sources_of(service, files).await?;
+    load_sources_of_as_of(service, files, usageflow_lake::AsOf::Latest).await
+}
+
+/// [`load_sources_of`] with the lake's tables as of `as_of`.
+async fn load_sources_of_as_of(
+    service: &usageflow_files::FileService,
+    files: Vec<UsageFile>,
+    as_of: usageflow_lake::AsOf,
+) -> Result<Sources, QueryError> {
+    let mut sources = load_file_sources_as_of(service, files, as_of).await?;
     let source = |e: &dyn std::fmt::Display| QueryError::Source(e.to_string());
     let billed = sources.files.iter().filter(|f| f.status.is_billed()).map(|f| f.id.as_str());
     sources.chunks = service.chunks_of(billed).await.map_err(|e| source(&e))?;

@@ -380,6 +380,10 @@ pub enum LakeAction {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Give both tables the `[lake]` settings (checkpoint interval, log retention): tables
+    /// take them when created, and keep their own until this runs. A metadata commit per table
+    /// whose properties differ.
+    Configure,
     /// Per-record totals (sum of all committed deltas) as JSON lines.
     Totals,
     /// Fold the small records files of each product and month into one file: a Delta

@@ -47,11 +47,43 @@ pub struct LakeConfig {
     /// A Parquet checkpoint every this many commits (`delta.checkpointInterval` of the tables
     /// created): a reader loads the last checkpoint and at most this many commits after it.
     pub checkpoint_interval: u64,
+    /// Hours of commits the tables' logs keep (`delta.logRetentionDuration`): how far back
+    /// time travel and `lake history` reach. Older commits are deleted after a checkpoint, so
+    /// the log's length, and what finding its newest commits costs, follow this window rather
+    /// than the table's age. At least 168 (a week, the shortest `lake vacuum` retention).
+    pub log_retention_hours: u64,
 }
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { checkpoint_interval: usageflow_lake::delta::DEFAULT_CHECKPOINT_INTERVAL }
+        let settings = usageflow_lake::delta::TableSettings::default();
+        Self { checkpoint_interval: settings.checkpoint_interval, log_retention_hours: settings.log_retention_hours }
+    }
+}
+
+impl LakeConfig {
+    /// Refuses settings that cannot work.
+    pub fn check(&self) -> Result<(), usageflow_ingest::InvalidSetting> {
+        let invalid = |key: &str, message: String| usageflow_ingest::InvalidSetting { key: key.to_owned(), message };
+        if self.checkpoint_interval == 0 {
+            return Err(invalid("lake.checkpoint_interval", "must be greater than 0".to_owned()));
+        }
+        let floor = usageflow_lake::delta::MIN_VACUUM_RETENTION_HOURS;
+        if self.log_retention_hours < floor {
+            return Err(invalid(
+                "lake.log_retention_hours",
+                format!("must be at least {floor} (a week): time-travel reads and exports of that age need their log"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The table properties these settings give.
+    pub fn table_settings(&self) -> usageflow_lake::delta::TableSettings {
+        usageflow_lake::delta::TableSettings {
+            checkpoint_interval: self.checkpoint_interval,
+            log_retention_hours: self.log_retention_hours,
+        }
     }
 }
 
@@ -142,6 +174,7 @@ where
         .kafka
         .check()
         .and_then(|()| config.ingest.check())
+        .and_then(|()| config.lake.check())
         .map_err(|invalid| ConfigError::Invalid { origin: "configuration".to_owned(), message: invalid.to_string() })?;
     Ok(config)
 }
@@ -327,6 +360,10 @@ mod tests {
         assert!(err.contains("key `ingest.instance_id`"), "{err}");
         let err = refused(&["ingest.metrics_listen=nowhere"]);
         assert!(err.contains("key `ingest.metrics_listen`"), "{err}");
+        let err = refused(&["lake.log_retention_hours=100"]);
+        assert!(err.contains("key `lake.log_retention_hours`: must be at least 168"), "{err}");
+        let err = refused(&["lake.checkpoint_interval=0"]);
+        assert!(err.contains("key `lake.checkpoint_interval`: must be greater than 0"), "{err}");
         // Raising both together is fine: only the merged configuration is judged.
         let config = load(
             &[],

@@ -48,9 +48,9 @@ pub fn file_service(config: &Config) -> anyhow::Result<FileService> {
         .with_lake(lake_of(config)?))
 }
 
-/// The lake's tables on the configured store, with the configured checkpoint interval.
+/// The lake's tables on the configured store, with the configured table settings.
 pub fn lake_of(config: &Config) -> anyhow::Result<usageflow_lake::DeltaLake> {
-    Ok(usageflow_lake::DeltaLake::open_store(&config.store)?.with_checkpoint_interval(config.lake.checkpoint_interval))
+    Ok(usageflow_lake::DeltaLake::open_store(&config.store)?.with_settings(config.lake.table_settings()))
 }
 
 /// Runs a `files` action.

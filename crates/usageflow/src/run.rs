@@ -243,6 +243,17 @@ pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
                     .files_of(table)
                     .fold((0u64, 0u64, 0u64), |(f, r, b), file| (f + 1, r + file.rows, b + file.size));
                 println!("  {table}: {files} files, {rows} rows, {bytes} bytes");
+                let properties = rt.block_on(lake.table_properties(table))?;
+                let shown: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let differs = if properties == lake.settings().properties() {
+                    ""
+                } else {
+                    " (not the [lake] settings: `usageflow lake configure` applies them)"
+                };
+                println!(
+                    "    properties: {}{differs}",
+                    if shown.is_empty() { "none".to_owned() } else { shown.join(" ") }
+                );
                 // The partitions the files name, and any below them.
                 let highest = state.files_of(table).filter_map(|f| f.kafka_partition()).max();
                 let partitions: Vec<i32> = highest.map_or_else(Vec::new, |h| (0..=h).collect());
@@ -284,6 +295,15 @@ pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
                 println!("{table}: {verb} {} file(s)", files.len());
                 for f in files {
                     println!("  {f}");
+                }
+            }
+        }
+        LakeAction::Configure => {
+            let wanted: Vec<String> = lake.settings().properties().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            for table in Table::ALL {
+                match rt.block_on(lake.configure(table))? {
+                    Some(version) => println!("{table}: set {} (version {version})", wanted.join(" ")),
+                    None => println!("{table}: already has {}", wanted.join(" ")),
                 }
             }
         }

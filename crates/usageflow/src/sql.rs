@@ -26,12 +26,18 @@ pub fn parse_scope(text: &str) -> anyhow::Result<Scope> {
     })
 }
 
-async fn session_as_of(service: &FileService, scope: &Scope, as_of: AsOf) -> anyhow::Result<SessionContext> {
+/// The session over the lake as of `as_of`, and the lake's state it reads.
+async fn session_as_of(
+    service: &FileService,
+    scope: &Scope,
+    as_of: AsOf,
+) -> anyhow::Result<(SessionContext, usageflow_lake::LakeState)> {
     let sources = usageflow_query::load_sources_as_of(service, as_of).await?;
     if as_of != AsOf::Latest {
         eprintln!("lake as of {}", sources.lake.version());
     }
-    Ok(usageflow_query::analyst_session(service.object_store().clone(), &sources, scope).await?)
+    let ctx = usageflow_query::analyst_session(service.object_store().clone(), &sources, scope).await?;
+    Ok((ctx, sources.lake))
 }
 
 fn parse_as_of(text: Option<&str>) -> anyhow::Result<AsOf> {
@@ -66,7 +72,7 @@ pub fn sql(
     let as_of = parse_as_of(as_of)?;
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
-        let ctx = session_as_of(&service, &scope, as_of).await?;
+        let (ctx, _) = session_as_of(&service, &scope, as_of).await?;
         if let Some(q) = query {
             let batches = usageflow_query::query(&ctx, &q).await?;
             emit(&usageflow_query::output::write(&batches, format)?, out.as_deref())?;
@@ -130,9 +136,8 @@ pub fn export_billing(
     let scope = parse_scope(scope)?;
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
-        let sources = usageflow_query::load_sources(&service).await?;
-        let lake = sources.lake.version();
-        let ctx = usageflow_query::analyst_session(service.object_store().clone(), &sources, &scope).await?;
+        let (ctx, lake) = session_as_of(&service, &scope, AsOf::Latest).await?;
+        let lake = lake.version();
         let (bytes, rows) = usageflow_query::billing::export(&ctx, &selection, format, lake).await?;
         emit(&bytes, Some(out))?;
         eprintln!("{rows} accepted records written to {} ({format}) from the lake at {lake}", out.display());
@@ -174,15 +179,13 @@ pub fn reconcile(
     let format: Format = format.parse().map_err(anyhow::Error::msg)?;
     let service = crate::files::file_service(config)?;
     runtime()?.block_on(async move {
+        let (ctx, lake) = session_as_of(&service, &scope, as_of).await?;
         let billed_at = match as_of {
             AsOf::Latest => None,
             AsOf::Timestamp(t) => Some(t),
-            AsOf::Version(_) => {
-                let lake = service.lake().snapshot_as_of(as_of).await?;
-                lake.records.timestamp.and_then(chrono::DateTime::from_timestamp_millis)
-            }
+            // The instant the version read was committed.
+            AsOf::Version(_) => lake.records.timestamp.and_then(chrono::DateTime::from_timestamp_millis),
         };
-        let ctx = session_as_of(&service, &scope, as_of).await?;
         register_billing(&ctx, billing).await?;
         let sql = reconciliation_sql_as_of(&ctx, &selection, billed_at).await?;
         let report = usageflow_query::query(&ctx, &sql).await?;

@@ -265,6 +265,31 @@ fn lake_history_time_travel_and_vacuum_from_the_command_line() {
     let out = usageflow(&["lake", "vacuum", "--dry-run"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("records: would delete 0 file(s)"), "{}", stdout(&out));
+    // The tables' own settings, and `configure` giving them others.
+    let out = usageflow(&["lake", "status"], &env);
+    let status = stdout(&out);
+    assert!(status.contains("delta.checkpointInterval=100 delta.logRetentionDuration=interval 720 hours"), "{status}");
+    assert!(!status.contains("not the [lake] settings"), "{status}");
+    let mut other = env.to_vec();
+    other.push(("USAGEFLOW__LAKE__LOG_RETENTION_HOURS", "336"));
+    let out = usageflow(&["lake", "status"], &other);
+    assert!(stdout(&out).contains("not the [lake] settings: `usageflow lake configure`"), "{}", stdout(&out));
+    let out = usageflow(&["lake", "configure"], &other);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "records: set delta.checkpointInterval=100 delta.logRetentionDuration=interval 336 hours (version 3)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = usageflow(&["lake", "configure"], &other);
+    assert!(stdout(&out).contains("records: already has"), "{}", stdout(&out));
+    let mut short = env.to_vec();
+    short.push(("USAGEFLOW__LAKE__LOG_RETENTION_HOURS", "24"));
+    let out = usageflow(&["lake", "configure"], &short);
+    assert!(!out.status.success() && stderr(&out).contains("lake.log_retention_hours"), "{}", stderr(&out));
+
     let out = usageflow(&["lake", "history", "--table", "nope"], &env);
     assert!(!out.status.success() && stderr(&out).contains("`records` and `events`"), "{}", stderr(&out));
 }
