@@ -27,7 +27,8 @@ pub struct KafkaConfig {
     /// Static group membership: a stable id per instance lets a restarted ingester take its
     /// partitions back at once instead of waiting for the session to expire. Empty = dynamic.
     pub group_instance_id: String,
-    /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
+    /// Extra librdkafka properties (e.g. `security.protocol`), applied last; the ones in
+    /// [`OWNED_PROPERTIES`] are refused.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -44,6 +45,35 @@ impl Default for KafkaConfig {
         }
     }
 }
+
+/// The librdkafka properties the ingester sets itself, with why: the exactly-once contract
+/// (docs/events.md) rests on them, so `kafka.properties` may not set them (nor their
+/// librdkafka aliases).
+pub const OWNED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
+    ("metadata.broker.list", "set kafka.bootstrap_servers instead"),
+    ("group.id", "set kafka.group_id instead"),
+    ("group.instance.id", "set kafka.group_instance_id instead"),
+    ("session.timeout.ms", "set kafka.session_timeout_ms instead"),
+    ("transaction.timeout.ms", "set ingest.transaction_timeout_ms instead"),
+    ("enable.auto.commit", "offsets are committed only in the ingester's Kafka transaction, after the lake commit"),
+    ("auto.commit.enable", "offsets are committed only in the ingester's Kafka transaction, after the lake commit"),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed only in the ingester's Kafka transaction, after the lake commit",
+    ),
+    ("isolation.level", "the ingester reads committed messages only (read_committed)"),
+    (
+        "auto.offset.reset",
+        "a partition without a committed offset is read from its start (earliest), so nothing is skipped",
+    ),
+    ("transactional.id", "each ingester instance has its own, derived from the group and the instance id"),
+    ("enable.idempotence", "the ingester's transactions need the idempotent producer"),
+    ("enable.partition.eof", "the ingester uses the end-of-partition events to know when it has caught up"),
+    ("partition.assignment.strategy", "the ingester hands partitions over with eager (non-cooperative) rebalances"),
+    ("group.protocol", "the ingester hands partitions over with the classic group protocol's rebalances"),
+    ("group.remote.assignor", "the ingester hands partitions over with the classic group protocol's rebalances"),
+];
 
 /// Why `name` cannot be a Kafka topic, if it cannot: Kafka allows 1 to 249 ASCII letters,
 /// digits, `.`, `_` and `-`, but not `.` or `..` alone.
@@ -88,6 +118,15 @@ impl KafkaConfig {
         }
         if self.group_id.trim().is_empty() {
             return Err(InvalidSetting::new("kafka.group_id", "a consumer group id is required"));
+        }
+        for key in self.properties.keys() {
+            let normalized = key.trim().to_ascii_lowercase();
+            if let Some((_, why)) = OWNED_PROPERTIES.iter().find(|(owned, _)| *owned == normalized) {
+                return Err(InvalidSetting::new(
+                    &format!("kafka.properties.{key}"),
+                    format!("the ingester sets `{normalized}` itself and may not be overridden: {why}"),
+                ));
+            }
         }
         if !(1..=3_600_000).contains(&self.session_timeout_ms) {
             return Err(InvalidSetting::new(
@@ -280,5 +319,26 @@ mod tests {
         assert_eq!(with(|c| c.dead_letter_topic = c.topic.clone()), "kafka.dead_letter_topic");
         assert_eq!(with(|c| c.group_id = " ".into()), "kafka.group_id");
         assert_eq!(with(|c| c.session_timeout_ms = 0), "kafka.session_timeout_ms");
+    }
+
+    #[test]
+    fn properties_the_ingester_owns_are_refused_with_the_key_named() {
+        let checked = |key: &str, value: &str| {
+            let mut c = KafkaConfig::default();
+            c.properties.insert(key.to_owned(), value.to_owned());
+            c.check()
+        };
+        for (key, _) in OWNED_PROPERTIES {
+            let err = checked(key, "x").unwrap_err();
+            assert_eq!(err.key, format!("kafka.properties.{key}"));
+            assert!(err.message.contains(&format!("sets `{key}` itself")), "{}", err.message);
+        }
+        let err = checked("Enable.Auto.Commit ", "true").unwrap_err();
+        assert!(err.message.contains("Kafka transaction"), "{}", err.message);
+        assert!(checked("isolation.level", "read_uncommitted").unwrap_err().message.contains("read_committed"));
+        // What the ingester does not own passes.
+        for key in ["security.protocol", "sasl.mechanisms", "linger.ms", "socket.keepalive.enable"] {
+            assert_eq!(checked(key, "x"), Ok(()), "{key}");
+        }
     }
 }
