@@ -14,6 +14,16 @@
 //!   values for statistics. Here each value's big-endian bytes are written straight into the
 //!   page.
 //!
+//! Upstream: the Arrow writer's re-encoding of dictionary arrays is apache/arrow-rs#10465
+//! ("Avoid re-encoding dictionaries when writing to Parquet", open; apache/arrow-rs#9520, a
+//! pass-through, was closed unmerged, and apache/arrow-rs#10862 caches the per-row lookups).
+//! For decimals, apache/arrow-rs#10364 (in the arrow 59 the workspace uses) replaced a
+//! buffer per value with slices of one buffer, but still makes a 32-byte `Bytes` per value
+//! before encoding it. The test
+//! `the_arrow_writer_still_derives_its_own_dictionary_from_the_values` fails once the Arrow
+//! writer uses the keys it is given: measure this module against it then (the `decode` and
+//! `ingest_e2e` benchmarks) and remove it unless it is still at least 10 % faster end to end.
+//!
 //! Both produce what the Arrow writer would for the column: version 1 data pages with
 //! RLE/bit-packed definition levels (a PLAIN dictionary page and `RLE_DICTIONARY` values, or
 //! PLAIN values), the writer's page row limit and compression, and an offset index.
@@ -465,6 +475,31 @@ mod tests {
             if !all.is_null(row) {
                 assert_eq!(names.value(i), all.value(row), "row {row}");
             }
+        }
+    }
+
+    /// The reason this module exists, watched: the Arrow writer ignores a dictionary array's
+    /// keys and interns every row's value again, so its dictionary page holds the values the
+    /// rows use, once each, in first-use order, whatever the array's dictionary holds. Once it
+    /// passes the dictionary through (apache/arrow-rs#10465), the page holds the array's own
+    /// dictionary, this fails, and this module must earn its place again (see the module's
+    /// documentation).
+    #[test]
+    fn the_arrow_writer_still_derives_its_own_dictionary_from_the_values() {
+        use parquet::file::reader::{FileReader as _, SerializedFileReader};
+        // A dictionary with an unused entry and a value twice; rows "b", "a", "b", "b".
+        let names = vec![Some("unused".to_owned()), Some("b".into()), Some("a".into()), Some("b".into())];
+        let (batch, schema) = batch(vec![Some(1), Some(2), Some(3), Some(1)], names, true);
+        let by_arrow = write_parquet(&batch, schema, props(1000, 1000, EnabledStatistics::Chunk)).unwrap();
+        let reader = SerializedFileReader::new(by_arrow).unwrap();
+        let mut pages = reader.get_row_group(0).unwrap().get_column_page_reader(0).unwrap();
+        match pages.get_next_page().unwrap() {
+            Some(Page::DictionaryPage { num_values, .. }) => assert_eq!(
+                num_values, 2,
+                "the Arrow writer now keeps the array's dictionary ({num_values} entries, not the 2 values the rows \
+                 use): apache/arrow-rs#10465 has landed; measure direct.rs against it"
+            ),
+            other => panic!("expected a dictionary page first, got {:?}", other.map(|p| p.page_type())),
         }
     }
 
