@@ -1,17 +1,17 @@
 //! A map from catalogue names (product ids, asset ids, item MPNs and ids, and the MPNs of
 //! dynamic items) to indexes, for the per-event lookups of validation.
 //!
-//! Names of up to 27 bytes are stored in the table's slots themselves (32 bytes a slot, open
-//! addressing, at most half full), so a lookup compares against bytes on the slot's own cache
-//! line. A `HashMap<String, _>` keeps each key in an allocation of its own: on the hot path
-//! that comparison was a cache miss per lookup. Longer names go to an ordinary map.
+//! Names of up to 27 bytes are stored in the entries of a `hashbrown::HashTable` themselves
+//! (32 bytes an entry), so a lookup compares against bytes in the table's own memory. A
+//! `HashMap<String, _>` keeps each key in an allocation of its own: on the hot path that
+//! comparison was a cache miss per lookup. Longer names go to an ordinary map.
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use rustc_hash::FxHashMap;
 
-/// Longest name stored in a slot.
+/// Longest name stored in an entry.
 const INLINE: usize = 27;
-/// `len` of an empty slot.
-const EMPTY: u8 = u8::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -20,18 +20,21 @@ struct Slot {
     value: u32,
 }
 
-const EMPTY_SLOT: Slot = Slot { bytes: [0; INLINE], len: EMPTY, value: 0 };
+impl Slot {
+    fn name(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
 
 /// Names to `u32` values; inserting a name again replaces its value.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Names {
-    slots: Vec<Slot>,
-    inline: usize,
+    inline: HashTable<Slot>,
     long: FxHashMap<String, u32>,
 }
 
-fn hash(name: &[u8]) -> usize {
-    xxhash_rust::xxh3::xxh3_64(name) as usize
+fn hash(name: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name)
 }
 
 impl Names {
@@ -41,11 +44,7 @@ impl Names {
         if bytes.len() > INLINE {
             return self.long.get(name).copied();
         }
-        if self.slots.is_empty() {
-            return None;
-        }
-        let slot = &self.slots[self.find(bytes)];
-        (slot.len != EMPTY).then_some(slot.value)
+        self.inline.find(hash(bytes), |slot| slot.name() == bytes).map(|slot| slot.value)
     }
 
     /// Sets the value of `name`.
@@ -55,34 +54,13 @@ impl Names {
             self.long.insert(name.to_owned(), value);
             return;
         }
-        if (self.inline + 1) * 2 > self.slots.len() {
-            let grown = vec![EMPTY_SLOT; (self.slots.len() * 2).max(16)];
-            let old = std::mem::replace(&mut self.slots, grown);
-            for slot in old.into_iter().filter(|s| s.len != EMPTY) {
-                let at = self.find(&slot.bytes[..usize::from(slot.len)]);
-                self.slots[at] = slot;
+        match self.inline.entry(hash(bytes), |slot| slot.name() == bytes, |slot| hash(slot.name())) {
+            Entry::Occupied(mut found) => found.get_mut().value = value,
+            Entry::Vacant(free) => {
+                let mut slot = Slot { bytes: [0; INLINE], len: bytes.len() as u8, value };
+                slot.bytes[..bytes.len()].copy_from_slice(bytes);
+                free.insert(slot);
             }
-        }
-        let at = self.find(bytes);
-        let slot = &mut self.slots[at];
-        if slot.len == EMPTY {
-            self.inline += 1;
-            slot.bytes[..bytes.len()].copy_from_slice(bytes);
-            slot.len = bytes.len() as u8;
-        }
-        slot.value = value;
-    }
-
-    /// The slot holding `bytes`, or the empty slot where it belongs (the table is not empty).
-    fn find(&self, bytes: &[u8]) -> usize {
-        let mask = self.slots.len() - 1;
-        let mut i = hash(bytes) & mask;
-        loop {
-            let slot = &self.slots[i];
-            if slot.len == EMPTY || (usize::from(slot.len) == bytes.len() && &slot.bytes[..bytes.len()] == bytes) {
-                return i;
-            }
-            i = (i + 1) & mask;
         }
     }
 }
