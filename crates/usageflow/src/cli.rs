@@ -496,11 +496,33 @@ fn causes(err: &anyhow::Error) -> String {
     line
 }
 
+/// Libraries whose `info` events are their own internals (the Delta kernel logs every snapshot
+/// it builds): at `warn` unless the filter names them.
+const QUIET_TARGETS: &[&str] = &["buoyant_kernel", "buoyant_kernel_engine", "deltalake_core"];
+
+/// `filter` with [`QUIET_TARGETS`] at `warn`, except those it names itself.
+fn with_quiet_libraries(filter: &str) -> String {
+    let mut out = filter.trim().to_owned();
+    let named = |target: &str| filter.split(',').any(|d| d.split(['=', '[']).next().map(str::trim) == Some(target));
+    for target in QUIET_TARGETS.iter().filter(|t| !named(t)) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(target);
+        out.push_str("=warn");
+    }
+    out
+}
+
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let parse = |text: &str| EnvFilter::try_new(with_quiet_libraries(text)).ok();
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| parse(&v))
+        .or_else(|| parse(&config.log.level))
+        .unwrap_or_else(|| EnvFilter::new(with_quiet_libraries("info")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Text => builder.try_init(),
@@ -668,6 +690,20 @@ fn catalog(config: &Config, action: CatalogAction) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn library_internals_stay_at_warn_unless_the_filter_names_them() {
+        assert_eq!(
+            super::with_quiet_libraries("info"),
+            "info,buoyant_kernel=warn,buoyant_kernel_engine=warn,deltalake_core=warn"
+        );
+        let named = super::with_quiet_libraries("debug,deltalake_core=debug");
+        assert!(named.starts_with("debug,deltalake_core=debug,"), "{named}");
+        assert_eq!(named.matches("deltalake_core").count(), 1, "{named}");
+        assert!(
+            tracing_subscriber::EnvFilter::try_new(super::with_quiet_libraries("usageflow_ingest=debug,info")).is_ok()
+        );
+    }
+
     use super::causes;
 
     #[derive(Debug, thiserror::Error)]
