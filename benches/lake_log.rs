@@ -25,6 +25,9 @@
 //! Printed: p50 and p99 of each, in milliseconds.
 #![allow(clippy::print_stdout, clippy::float_arithmetic)]
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
@@ -72,18 +75,6 @@ fn write_commits(log: &std::path::Path, from: u64, to: u64) {
     }
 }
 
-/// Sets back 60 days the times of the log's files of versions below `below`.
-fn age_below(log: &std::path::Path, below: u64) {
-    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60 * 86_400);
-    for entry in std::fs::read_dir(log).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.split('.').next().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v < below) {
-            std::fs::File::options().write(true).open(&path).unwrap().set_modified(then).unwrap();
-        }
-    }
-}
-
 async fn build(dir: &std::path::Path, commits: u64, window: Option<u64>) -> DeltaLake {
     let lake =
         DeltaLake::open_store(&usageflow_lake::StoreConfig::local(dir)).unwrap().with_checkpoint_interval(INTERVAL);
@@ -102,7 +93,7 @@ async fn build(dir: &std::path::Path, commits: u64, window: Option<u64>) -> Delt
     }
     if let Some(window) = window {
         // The log cleanup a checkpoint runs (the lake's commits run it after each checkpoint).
-        age_below(&log, commits.saturating_sub(window));
+        support::age_log_files(&log, ..commits.saturating_sub(window), 60);
         table.update_incremental(None).await.unwrap();
         deltalake_core::protocol::checkpoints::cleanup_metadata(&table, None).await.unwrap();
     }

@@ -475,20 +475,6 @@ async fn vacuum_deletes_only_what_no_version_within_the_retention_needs() {
     assert_eq!(rows, 9, "the table reads what it read before");
 }
 
-/// Sets the modification time of the files of `log` whose names start with one of `versions`
-/// to `days` days ago.
-fn age(log: &std::path::Path, versions: std::ops::RangeInclusive<u64>, days: u64) {
-    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
-    for entry in std::fs::read_dir(log).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let version = name.split('.').next().and_then(|v| v.parse::<u64>().ok());
-        if version.is_some_and(|v| versions.contains(&v)) {
-            std::fs::File::options().write(true).open(&path).unwrap().set_modified(then).unwrap();
-        }
-    }
-}
-
 /// The log keeps the retention window: after a checkpoint (and only then) the commits older
 /// than the window that no version inside it needs are deleted; the table reads as before,
 /// and history and time travel reach back to the window's start.
@@ -513,7 +499,7 @@ async fn the_log_keeps_its_retention_window_and_drops_older_commits_after_a_chec
     let log = dir.path().join("lake/events/_delta_log");
     let exists = |name: &str| log.join(name).exists();
     // Versions 0 to 3 (checkpoints at 1 and 3) become ten days old: past the week kept.
-    age(&log, 0..=3, 10);
+    support::age_log_files(&log, 0..=3, 10);
     assert_eq!(commit(12, 15).await, 4);
     assert!(exists("00000000000000000000.json"), "no cleanup after a commit without a checkpoint");
     assert_eq!(commit(15, 20).await, 5);

@@ -168,3 +168,18 @@ pub fn lake_covered(
     };
     (sum(usageflow_lake::Table::Records), sum(usageflow_lake::Table::Events))
 }
+
+/// Sets back by `days` days the modification time of the files in the Delta log directory
+/// `log` whose versions (the number their names start with) are in `versions`: commits and
+/// checkpoints made that long ago, as the log retention sees them.
+pub fn age_log_files(log: &std::path::Path, versions: impl std::ops::RangeBounds<u64>, days: u64) {
+    let then = SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
+    for entry in std::fs::read_dir(log).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let version = name.split('.').next().and_then(|v| v.parse::<u64>().ok());
+        if version.is_some_and(|v| versions.contains(&v)) {
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(then).unwrap();
+        }
+    }
+}

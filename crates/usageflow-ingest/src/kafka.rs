@@ -46,22 +46,23 @@ impl Default for KafkaConfig {
     }
 }
 
+const BROKERS: &str = "set kafka.bootstrap_servers instead";
+const OFFSETS: &str = "offsets are committed only in the ingester's Kafka transaction, after the lake commit";
+const CLASSIC: &str = "the ingester hands partitions over with the classic group protocol's rebalances";
+
 /// The librdkafka properties the ingester sets itself, with why: the exactly-once contract
 /// (docs/events.md) rests on them, so `kafka.properties` may not set them (nor their
 /// librdkafka aliases).
 pub const OWNED_PROPERTIES: &[(&str, &str)] = &[
-    ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
-    ("metadata.broker.list", "set kafka.bootstrap_servers instead"),
+    ("bootstrap.servers", BROKERS),
+    ("metadata.broker.list", BROKERS),
     ("group.id", "set kafka.group_id instead"),
     ("group.instance.id", "set kafka.group_instance_id instead"),
     ("session.timeout.ms", "set kafka.session_timeout_ms instead"),
     ("transaction.timeout.ms", "set ingest.transaction_timeout_ms instead"),
-    ("enable.auto.commit", "offsets are committed only in the ingester's Kafka transaction, after the lake commit"),
-    ("auto.commit.enable", "offsets are committed only in the ingester's Kafka transaction, after the lake commit"),
-    (
-        "enable.auto.offset.store",
-        "offsets are committed only in the ingester's Kafka transaction, after the lake commit",
-    ),
+    ("enable.auto.commit", OFFSETS),
+    ("auto.commit.enable", OFFSETS),
+    ("enable.auto.offset.store", OFFSETS),
     ("isolation.level", "the ingester reads committed messages only (read_committed)"),
     (
         "auto.offset.reset",
@@ -71,8 +72,8 @@ pub const OWNED_PROPERTIES: &[(&str, &str)] = &[
     ("enable.idempotence", "the ingester's transactions need the idempotent producer"),
     ("enable.partition.eof", "the ingester uses the end-of-partition events to know when it has caught up"),
     ("partition.assignment.strategy", "the ingester hands partitions over with eager (non-cooperative) rebalances"),
-    ("group.protocol", "the ingester hands partitions over with the classic group protocol's rebalances"),
-    ("group.remote.assignor", "the ingester hands partitions over with the classic group protocol's rebalances"),
+    ("group.protocol", CLASSIC),
+    ("group.remote.assignor", CLASSIC),
 ];
 
 /// Why `name` cannot be a Kafka topic, if it cannot: Kafka allows 1 to 249 ASCII letters,

@@ -479,9 +479,9 @@ impl DeltaLake {
     /// Creates tables with a checkpoint every `commits` commits (at least 1), instead of
     /// [`DEFAULT_CHECKPOINT_INTERVAL`]; a table created before keeps its own until
     /// [`DeltaLake::configure`].
-    pub fn with_checkpoint_interval(mut self, commits: u64) -> Self {
-        self.settings.checkpoint_interval = commits.max(1);
-        self
+    pub fn with_checkpoint_interval(self, commits: u64) -> Self {
+        let settings = TableSettings { checkpoint_interval: commits, ..self.settings };
+        self.with_settings(settings)
     }
 
     /// Creates tables with `settings` (a log retention below [`MIN_VACUUM_RETENTION_HOURS`]
@@ -802,14 +802,7 @@ impl DeltaLake {
     /// (`delta.checkpointInterval`, `delta.logRetentionDuration`; absent when unset, Delta's
     /// defaults then apply).
     pub async fn table_properties(&self, table: Table) -> Result<BTreeMap<String, String>, DeltaError> {
-        let handle = self.latest(table).await?;
-        let snapshot = handle.snapshot().map_err(|source| DeltaError::Delta { table: table.name(), source })?;
-        let configuration = snapshot.metadata().configuration();
-        Ok(TableSettings::default()
-            .properties()
-            .into_keys()
-            .filter_map(|key| configuration.get(&key).map(|v| (key, v.clone())))
-            .collect())
+        owned_properties(table, &self.latest(table).await?)
     }
 
     /// Gives an existing table this lake's [`TableSettings`] (tables take them when created;
@@ -821,10 +814,10 @@ impl DeltaLake {
         let name = table.name();
         let delta = |source| DeltaError::Delta { table: name, source };
         let wanted = self.settings.properties();
-        if self.table_properties(table).await? == wanted {
+        let handle = self.latest(table).await?;
+        if owned_properties(table, &handle)? == wanted {
             return Ok(None);
         }
-        let handle = self.latest(table).await?;
         let properties = CommitProperties::default().with_cleanup_expired_logs(Some(false)).with_max_retries(15);
         let done = handle
             .set_tbl_properties()
@@ -1024,6 +1017,17 @@ async fn commit_with(table: Table, writer: &mut Writer, request: &TableCommit) -
         }
         Err(source) => Err(delta(source)),
     }
+}
+
+/// The values `handle`'s table stores for the properties [`TableSettings`] owns.
+fn owned_properties(table: Table, handle: &DeltaTable) -> Result<BTreeMap<String, String>, DeltaError> {
+    let snapshot = handle.snapshot().map_err(|source| DeltaError::Delta { table: table.name(), source })?;
+    let configuration = snapshot.metadata().configuration();
+    Ok(TableSettings::default()
+        .properties()
+        .into_keys()
+        .filter_map(|key| configuration.get(&key).map(|v| (key, v.clone())))
+        .collect())
 }
 
 /// Deletes the commits and checkpoints older than the table's log retention that no version

@@ -690,6 +690,8 @@ fn catalog(config: &Config, action: CatalogAction) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use super::causes;
+
     #[test]
     fn library_internals_stay_at_warn_unless_the_filter_names_them() {
         assert_eq!(
@@ -703,8 +705,6 @@ mod tests {
             tracing_subscriber::EnvFilter::try_new(super::with_quiet_libraries("usageflow_ingest=debug,info")).is_ok()
         );
     }
-
-    use super::causes;
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot read x.toml: {0}")]

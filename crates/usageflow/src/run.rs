@@ -223,6 +223,11 @@ fn totals_json(key: &usageflow_lake::tables::RecordKey, t: &usageflow_lake::tabl
 }
 
 /// `usageflow lake ...`.
+/// Table properties as `key=value` pairs, space-separated.
+fn show_properties(properties: &std::collections::BTreeMap<String, String>) -> String {
+    properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
 pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
     let lake = lake_of(config)?;
     let rt = runtime()?;
@@ -244,16 +249,13 @@ pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
                     .fold((0u64, 0u64, 0u64), |(f, r, b), file| (f + 1, r + file.rows, b + file.size));
                 println!("  {table}: {files} files, {rows} rows, {bytes} bytes");
                 let properties = rt.block_on(lake.table_properties(table))?;
-                let shown: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let differs = if properties == lake.settings().properties() {
                     ""
                 } else {
                     " (not the [lake] settings: `usageflow lake configure` applies them)"
                 };
-                println!(
-                    "    properties: {}{differs}",
-                    if shown.is_empty() { "none".to_owned() } else { shown.join(" ") }
-                );
+                let shown = if properties.is_empty() { "none".to_owned() } else { show_properties(&properties) };
+                println!("    properties: {shown}{differs}");
                 // The partitions the files name, and any below them.
                 let highest = state.files_of(table).filter_map(|f| f.kafka_partition()).max();
                 let partitions: Vec<i32> = highest.map_or_else(Vec::new, |h| (0..=h).collect());
@@ -299,11 +301,11 @@ pub fn lake(config: &Config, action: LakeAction) -> anyhow::Result<ExitCode> {
             }
         }
         LakeAction::Configure => {
-            let wanted: Vec<String> = lake.settings().properties().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let wanted = show_properties(&lake.settings().properties());
             for table in Table::ALL {
                 match rt.block_on(lake.configure(table))? {
-                    Some(version) => println!("{table}: set {} (version {version})", wanted.join(" ")),
-                    None => println!("{table}: already has {}", wanted.join(" ")),
+                    Some(version) => println!("{table}: set {wanted} (version {version})"),
+                    None => println!("{table}: already has {wanted}"),
                 }
             }
         }
